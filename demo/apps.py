@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class DemoConfig(AppConfig):
+    """The example shop: its own catalogue and orders, which the plugin only reaches through settings."""
+
+    name = "demo"
+    label = "demo"
+    default_auto_field = "django.db.models.BigAutoField"

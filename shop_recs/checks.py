@@ -1,0 +1,1 @@
+"""Django system checks (filled in by the foundation work)."""

@@ -1,0 +1,122 @@
+"""The plugin's settings: one dict, ``settings.SHOP_RECS``, read through ``recs_settings``.
+
+Modelled on DRF's ``api_settings``: every key has a documented default, unknown keys are an
+error (a typo should not silently do nothing), and the accessor is reloaded when a test
+overrides ``SHOP_RECS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # --- The host shop's models (see shop_recs.adapter.ShopAdapter) ---------------------
+    # "app_label.ModelName" of the product model. Required.
+    "PRODUCT_MODEL": None,
+    # Fields (Django lookups allowed, e.g. "category__name") joined into a product's text.
+    "PRODUCT_TEXT_FIELDS": ["title", "description"],
+    # Field holding the product's category (a ForeignKey or a plain value); None: no categories.
+    "PRODUCT_CATEGORY_FIELD": None,
+    # Filter (kwargs for .filter()) that selects the products that may be recommended.
+    "PRODUCT_AVAILABLE_FILTER": {},
+    # "app_label.ModelName" of an order line (one product bought in one order). None: no orders.
+    "ORDER_LINE_MODEL": None,
+    "ORDER_LINE_PRODUCT_FIELD": "product",
+    "ORDER_LINE_USER_FIELD": "order__user",
+    "ORDER_LINE_QUANTITY_FIELD": "quantity",
+    "ORDER_LINE_TIME_FIELD": "order__created_at",
+    # Record a purchase event whenever an order line is created.
+    "RECORD_PURCHASES_ON_SAVE": True,
+    # Dotted path of the adapter class; subclass ShopAdapter for unusual models.
+    "ADAPTER": "shop_recs.adapter.ShopAdapter",
+    # --- Events -------------------------------------------------------------------------
+    # Largest JSON context stored with one event, in bytes.
+    "MAX_EVENT_CONTEXT_BYTES": 2048,
+    # --- Model and training -------------------------------------------------------------
+    # Local Hugging Face model path for product text; None: the bundled all-MiniLM-L6-v2.
+    "TEXT_MODEL_PATH": None,
+    # Where model versions are stored (a path inside Django's default storage).
+    "ARTIFACT_DIR": "shop_recs/models",
+    # Training parameters passed to recsys_core (see recsys_core.config.TrainConfig).
+    "TRAINING": {},
+    # Celery queue that training jobs go to (run GPU workers with -Q recs-training).
+    "TRAINING_QUEUE": "recs-training",
+    # Hard time limit of one training run, in seconds.
+    "TRAINING_TIME_LIMIT": 6 * 3600,
+    # A worker that has not written a heartbeat for this long is taken for dead.
+    "HEARTBEAT_TIMEOUT": 300,
+    # A new version is activated only if it beats the active one (and popularity) by this
+    # relative margin on held-out NDCG@10.
+    "PROMOTION_MARGIN": 0.0,
+    # Minimum events / shoppers needed before training is attempted.
+    "MIN_TRAINING_EVENTS": 20,
+    "MIN_TRAINING_USERS": 3,
+    # How often a web process looks for a newly activated version, in seconds.
+    "MODEL_RELOAD_INTERVAL": 5,
+    # --- Serving ------------------------------------------------------------------------
+    "DEFAULT_LIMIT": 8,
+    "MAX_LIMIT": 50,
+    # At most this many products of one category in a list (None: no cap).
+    "MAX_PER_CATEGORY": None,
+    # Scenarios that hide products the shopper already bought.
+    "EXCLUDE_PURCHASED": ["for_you", "similar", "bought_together", "ads"],
+    # Dotted path of a function (request/user, items) -> items to boost or bury products.
+    "RERANK_HOOK": None,
+    # Seconds a computed list is cached (per shopper; new events invalidate it).
+    "CACHE_SECONDS": 300,
+    # How many of the shopper's latest events the model reads.
+    "HISTORY_LENGTH": 50,
+}
+
+# Settings that hold a dotted path to import.
+IMPORT_STRINGS = {"ADAPTER", "RERANK_HOOK"}
+
+
+class RecsSettings:
+    """Attribute access to SHOP_RECS with defaults; dotted paths imported on first use."""
+
+    def __init__(self, user_settings: dict[str, Any] | None = None) -> None:
+        self._user_settings = user_settings
+        self._cached: dict[str, Any] = {}
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._user_settings is None:
+            self._user_settings = dict(getattr(settings, "SHOP_RECS", {}) or {})
+        return self._user_settings
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(f"Invalid shop_recs setting: {name!r}")
+        if name in self._cached:
+            return self._cached[name]
+        value = self.user_settings.get(name, DEFAULTS[name])
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        self._cached[name] = value
+        return value
+
+    def unknown_keys(self) -> list[str]:
+        return sorted(set(self.user_settings) - set(DEFAULTS))
+
+    def reload(self) -> None:
+        self._user_settings = None
+        self._cached.clear()
+
+
+recs_settings = RecsSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "SHOP_RECS":
+        recs_settings.reload()
+        from .adapter import get_adapter
+
+        get_adapter.cache_clear()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,5 @@
+"""Celery app and tasks of shop-recs (`celery -A tasks worker`)."""
+
+from .celery import app
+
+__all__ = ["app"]
