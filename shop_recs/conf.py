@@ -39,12 +39,19 @@ DEFAULTS: dict[str, Any] = {
     # --- Model and training -------------------------------------------------------------
     # Local Hugging Face model path for product text; None: the bundled all-MiniLM-L6-v2.
     "TEXT_MODEL_PATH": None,
+    # Local folder for the embedding cache and downloaded artifacts (None: <MEDIA_ROOT>/shop_recs_cache).
+    "LOCAL_CACHE_DIR": None,
     # Where model versions are stored (a path inside Django's default storage).
     "ARTIFACT_DIR": "shop_recs/models",
     # Training parameters passed to recsys_core (see recsys_core.config.TrainConfig).
     "TRAINING": {},
     # Celery queue that training jobs go to (run GPU workers with -Q recs-training).
     "TRAINING_QUEUE": "recs-training",
+    # With CELERY_TASK_ALWAYS_EAGER: run training in a background thread of the web process
+    # (demo) instead of blocking the request that started it.
+    "EAGER_TRAINING_IN_BACKGROUND": False,
+    # Only events of the last N days are used for training (None: all).
+    "TRAINING_WINDOW_DAYS": None,
     # Hard time limit of one training run, in seconds.
     "TRAINING_TIME_LIMIT": 6 * 3600,
     # A worker that has not written a heartbeat for this long is taken for dead.

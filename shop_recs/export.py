@@ -1,0 +1,65 @@
+"""Export the shop's events and catalogue for training, as plain data for recsys_core.
+
+Shoppers are keyed "u<id>" (signed in) or "s<session key>" (guests who never logged in), items by
+the host product's primary key as text. The catalogue is every available product plus every
+product that appears in an event (a product out of stock still tells us about taste).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+
+from recsys_core.data import EVENT_KINDS, SequenceData, build_dataset
+
+from .adapter import get_adapter
+from .conf import recs_settings
+from .models import Event
+
+
+class TrainingDataError(ValueError):
+    """The shop has too little data to train on; the message says what is missing."""
+
+
+@dataclass
+class TrainingSnapshot:
+    data: SequenceData
+    counts: dict[str, int]
+
+
+def export_training_data(*, window_days: int | None = None) -> TrainingSnapshot:
+    events = Event.objects.filter(kind__in=EVENT_KINDS).exclude(product_id="")
+    if window_days:
+        events = events.filter(timestamp__gte=timezone.now() - timedelta(days=window_days))
+    rows = events.order_by("timestamp", "id").values_list(
+        "user_id", "session_key", "product_id", "kind", "timestamp"
+    )
+    interactions = [
+        (f"u{user_id}" if user_id else f"s{session_key}", product_id, kind, ts.timestamp())
+        for user_id, session_key, product_id, kind, ts in rows.iterator(chunk_size=5000)
+    ]
+    adapter = get_adapter()
+    available = {str(pk) for pk in adapter.available_products().values_list("pk", flat=True)}
+    seen = {item for _, item, _, _ in interactions}
+    item_ids = sorted(available | seen, key=_natural_key)
+    texts = adapter.texts_for_ids(item_ids)
+    users = {user for user, _, _, _ in interactions}
+    counts = {"events": len(interactions), "users": len(users), "products": len(item_ids),
+              "available_products": len(available)}
+    if len(interactions) < recs_settings.MIN_TRAINING_EVENTS or len(users) < max(
+        recs_settings.MIN_TRAINING_USERS, 3
+    ):
+        raise TrainingDataError(
+            f"Not enough data to train yet: {counts['events']} events from {counts['users']} "
+            f"shoppers; at least {recs_settings.MIN_TRAINING_EVENTS} events from "
+            f"{max(recs_settings.MIN_TRAINING_USERS, 3)} shoppers are needed. Let the shop collect "
+            "more views and orders (or import past orders with `manage.py recs_import_orders`)."
+        )
+    data = build_dataset(interactions, item_ids=item_ids, item_texts=texts)
+    return TrainingSnapshot(data=data, counts=counts)
+
+
+def _natural_key(pk: str) -> tuple[int, int | str]:
+    return (0, int(pk)) if pk.isdigit() else (1, pk)

@@ -1,0 +1,118 @@
+"""Starting, cancelling and reaping training runs.
+
+The plugin starts Celery jobs by task *name*, so that `tasks` depends on `shop_recs` and not the
+other way round. With `CELERY_TASK_ALWAYS_EAGER` the task runs in-process (in a background thread
+when SHOP_RECS["EAGER_TRAINING_IN_BACKGROUND"] is set, as in the demo, so the admin stays usable).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.db import IntegrityError, close_old_connections, transaction
+from django.utils import timezone
+
+from .conf import recs_settings
+from .models import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+TRAIN_TASK = "shop_recs.train"
+
+
+class QueueUnavailable(RuntimeError):
+    """The Celery broker could not be reached: the run was not queued."""
+
+
+def _task(name: str):
+    current_app.loader.import_default_modules()  # runs the host app's autodiscovery
+    return current_app.tasks.get(name)
+
+
+def start_training(*, user: Any = None, parameters: dict | None = None,
+                   trigger: str = "manual") -> tuple[TrainingRun, bool]:
+    """Queue a training run, or return the one already open. Returns (run, created)."""
+    reap_stale_runs()
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                open_slot="training", started_by=user if getattr(user, "pk", None) else None,
+                parameters=parameters or {}, trigger=trigger, phase="queued",
+            )
+    except IntegrityError:
+        existing = TrainingRun.objects.filter(open_slot="training").first()
+        if existing is None:  # closed in between: try once more
+            return start_training(user=user, parameters=parameters, trigger=trigger)
+        return existing, False
+    _enqueue(run)
+    return run, True
+
+
+def _enqueue(run: TrainingRun) -> None:
+    task = _task(TRAIN_TASK)
+    eager = bool(current_app.conf.task_always_eager)
+    if eager and task is not None:
+        if recs_settings.EAGER_TRAINING_IN_BACKGROUND:
+            threading.Thread(target=_run_eager, args=(task, run.pk), daemon=True,
+                             name=f"shop-recs-train-{run.pk}").start()
+        else:
+            task.apply(args=[run.pk])
+        return
+    try:
+        result = current_app.send_task(
+            TRAIN_TASK, args=[run.pk], queue=recs_settings.TRAINING_QUEUE,
+            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                      "interval_step": 0.5, "interval_max": 1},
+        )
+    except Exception as exc:  # kombu raises OperationalError and friends
+        run.finish(TrainingRun.Status.FAILED, error=f"The task queue is unreachable: {exc}")
+        raise QueueUnavailable(
+            "The training queue (Celery broker) is unreachable; the run was not started. "
+            "Check that the broker is running and CELERY_BROKER_URL points to it."
+        ) from exc
+    TrainingRun.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
+
+
+def _run_eager(task, run_id: int) -> None:
+    try:
+        task.apply(args=[run_id])
+    finally:
+        close_old_connections()
+
+
+def cancel_training(run: TrainingRun) -> bool:
+    """Ask an open run to stop. A queued run is closed at once; a running one stops at its next
+    progress report. Returns False when the run was not open."""
+    run.refresh_from_db()
+    if not run.is_open:
+        return False
+    if run.status == TrainingRun.Status.QUEUED:
+        if run.celery_task_id:
+            current_app.control.revoke(run.celery_task_id)
+        run.finish(TrainingRun.Status.CANCELLED, message="Cancelled before it started.")
+    else:
+        TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    return True
+
+
+def reap_stale_runs() -> int:
+    """Mark runs whose worker stopped sending heartbeats as failed (the worker died)."""
+    cutoff = timezone.now() - timedelta(seconds=recs_settings.HEARTBEAT_TIMEOUT)
+    stale = TrainingRun.objects.filter(
+        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff
+    ) | TrainingRun.objects.filter(
+        status=TrainingRun.Status.QUEUED, created_at__lt=cutoff - timedelta(days=1)
+    )
+    count = 0
+    for run in stale:
+        run.finish(TrainingRun.Status.FAILED, error=(
+            "The worker stopped reporting (no heartbeat for "
+            f"{recs_settings.HEARTBEAT_TIMEOUT} s): it probably died. The active model is unchanged."
+        ))
+        logger.warning("Training run %s marked failed: heartbeat timeout", run.pk)
+        count += 1
+    return count

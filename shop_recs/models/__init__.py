@@ -1,0 +1,6 @@
+"""The plugin's models, one module per concern."""
+
+from .events import Event, EventKind
+from .registry import ModelVersion, TrainingRun
+
+__all__ = ["Event", "EventKind", "ModelVersion", "TrainingRun"]

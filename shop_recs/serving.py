@@ -1,0 +1,78 @@
+"""The active model, held in memory by each web process and swapped when another is activated.
+
+At most every MODEL_RELOAD_INTERVAL seconds a request asks the database which version is active
+(one indexed query). When it changed, the new version is loaded and verified before it replaces
+the old one; if it fails to load, the process keeps serving the version it has and logs why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from recsys_core.artifacts import ArtifactError
+from recsys_core.inference import Recommender
+
+from .conf import recs_settings
+from .models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version_id: int
+    label: str
+    recommender: Recommender
+
+
+class ModelHolder:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: LoadedModel | None = None
+        self._checked_at = float("-inf")
+        self._failed_ids: set[int] = set()
+
+    def get(self) -> LoadedModel | None:
+        """The model to serve with, or None when there is none (callers fall back)."""
+        if time.monotonic() - self._checked_at >= recs_settings.MODEL_RELOAD_INTERVAL:
+            self.refresh()
+        return self._loaded
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._checked_at = time.monotonic()
+            active = ModelVersion.objects.filter(is_active=True).only(
+                "id", "artifact_path", "checksum"
+            ).first()
+            if active is None:
+                self._loaded = None
+                return
+            if self._loaded is not None and self._loaded.version_id == active.pk:
+                return
+            if active.pk in self._failed_ids:
+                return
+            from .registry import load_recommender
+
+            try:
+                recommender = load_recommender(active)
+            except (ArtifactError, OSError, ValueError) as exc:
+                self._failed_ids.add(active.pk)
+                logger.error(
+                    "Model %s could not be loaded (%s); still serving %s", active.label, exc,
+                    self._loaded.label if self._loaded else "the fallback",
+                )
+                return
+            self._loaded = LoadedModel(active.pk, active.label, recommender)
+            logger.info("Serving model %s", active.label)
+
+    def reset(self) -> None:
+        """Forget the loaded model (tests; or after deleting versions)."""
+        with self._lock:
+            self._loaded, self._checked_at = None, float("-inf")
+            self._failed_ids.clear()
+
+
+model_holder = ModelHolder()
