@@ -116,6 +116,10 @@ SHOP_RECS = {
     "ORDER_LINE_USER_FIELD": "order__user",
     "ORDER_LINE_QUANTITY_FIELD": "quantity",
     "ORDER_LINE_TIME_FIELD": "order__created_at",
+    # The demo runs Celery in-process: train in a background thread so the admin stays live.
+    "EAGER_TRAINING_IN_BACKGROUND": True,
+    "LOCAL_CACHE_DIR": str(VAR_DIR / "cache"),
+    "TRAINING": {"epochs": 30, "patience": 4},
 }
 
 LOGGING = {

@@ -1,0 +1,15 @@
+"""Test settings: the demo shop's, with training run synchronously and fast password hashing."""
+
+import os
+from pathlib import Path
+
+from demo.settings import *  # noqa: F403
+from demo.settings import SHOP_RECS, VAR_DIR
+
+SHOP_RECS = {
+    **SHOP_RECS,
+    "EAGER_TRAINING_IN_BACKGROUND": False,
+    "LOCAL_CACHE_DIR": str(Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-cache"),
+}
+MEDIA_ROOT = Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-media"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
