@@ -1,0 +1,102 @@
+"""The training job end to end (eager Celery, SQLite): export, train, gate, activate, serve."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from shop_recs.models import ModelVersion, TrainingRun
+from shop_recs.serving import model_holder
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+Status = TrainingRun.Status
+FAST = {"epochs": 3, "patience": 2, "d_model": 32}
+
+
+@pytest.fixture
+def small_shop():
+    call_command("demo_shop", products=60, shoppers=40, days=20, seed=7, verbosity=0)
+    call_command("recs_import_orders", verbosity=0)
+    model_holder.reset()
+    yield
+    model_holder.reset()
+
+
+def train(**parameters) -> TrainingRun:
+    from shop_recs.jobs import start_training
+
+    run, created = start_training(parameters={**FAST, **parameters})
+    assert created
+    run.refresh_from_db()
+    return run
+
+
+def test_a_run_trains_activates_and_serves(small_shop) -> None:
+    run = train()
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.progress == 1.0 and run.open_slot is None
+    assert run.data_snapshot["events"] > 0 and run.data_snapshot["users"] == 40
+    assert [e["epoch"] for e in run.epoch_metrics] == [1, 2, 3]
+    version = ModelVersion.objects.get(training_run=run)
+    assert version.is_active and version.promoted
+    assert version.metrics["model"]["ndcg@10"] > version.metrics["popularity"]["ndcg@10"]
+    loaded = model_holder.get()
+    assert loaded is not None and loaded.version_id == version.pk
+    history = [loaded.recommender.item_ids[0]]
+    recs = loaded.recommender.recommend(history, k=5)
+    assert len(recs) == 5 and history[0] not in {r.item for r in recs}
+
+
+def test_a_second_version_must_beat_the_active_one(small_shop) -> None:
+    first = train()
+    assert ModelVersion.objects.get(training_run=first).is_active
+    # An untrained rival (one epoch on a tiny learning rate) cannot beat the active model.
+    second = train(epochs=1, lr=1e-6)
+    assert second.status == Status.SUCCEEDED
+    rival = ModelVersion.objects.get(training_run=second)
+    assert not rival.is_active and "kept inactive" in rival.gate_reason
+    assert ModelVersion.active().training_run_id == first.pk
+
+
+def test_a_failing_run_leaves_the_active_model_serving(small_shop, monkeypatch) -> None:
+    train()
+    active = ModelVersion.active()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("recsys_core.pipeline.train_version", explode)
+    failed = train()
+    assert failed.status == Status.FAILED and "disk full" in failed.error
+    assert ModelVersion.active() == active
+    assert ModelVersion.objects.count() == 1
+
+
+def test_an_empty_shop_fails_with_a_clear_message(db) -> None:
+    run = train()
+    assert run.status == Status.FAILED
+    assert "Not enough data to train yet" in run.error and "Traceback" not in run.error
+
+
+def test_a_corrupt_new_version_is_not_served(small_shop, settings) -> None:
+    train()
+    good = model_holder.get()
+    assert good is not None
+    from shop_recs.registry import local_artifact_dir
+
+    broken = ModelVersion.objects.create(artifact_path=good and ModelVersion.active().artifact_path,
+                                         checksum="f" * 64)
+    broken.activate()
+    model_holder._checked_at = float("-inf")
+    still = model_holder.get()
+    assert still is not None and still.version_id == good.version_id
+    assert local_artifact_dir(broken).exists()
+
+
+def test_recs_train_command_waits_and_reports(small_shop, capsys) -> None:
+    call_command("recs_train", wait=True, param=["epochs=2", "d_model=32"])
+    out = capsys.readouterr().out
+    assert "succeeded" in out
+    call_command("recs_status")
+    assert "Active model: v" in capsys.readouterr().out
