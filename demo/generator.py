@@ -31,6 +31,9 @@ EXPLORE_PROBABILITY = 0.12  # a session outside the shopper's favourite categori
 PURCHASE_PROBABILITY = 0.4  # a session in a favourite category ends in an order
 EXPLORE_PURCHASE_PROBABILITY = 0.1
 COMPLEMENT_PROBABILITY = 0.5  # an order also takes a product from a complementary category
+# A session (at most 10 views of 4 minutes and a checkout) starts at least this long before
+# ``now``, so that no event lies in the future.
+SESSION_HEADROOM = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -312,9 +315,15 @@ def simulate_history(
 
     others = [s for s in index.by_category if s not in taste.categories and index.by_category[s]]
     session_count = min(40, max(2, round(rng.lognormvariate(math.log(8), 0.6))))
-    starts = sorted(now - timedelta(seconds=rng.uniform(3600, days * 86400))
+    starts = sorted(now - timedelta(seconds=rng.uniform(SESSION_HEADROOM.total_seconds(),
+                                                        days * 86400))
                     for _ in range(session_count))
+    free_from = starts[0]
     for start in starts:
+        # Sessions never overlap: a shopper finishes one visit before the next begins.
+        start = max(start, free_from)
+        if start > now - SESSION_HEADROOM:
+            break
         exploring = bool(others) and rng.random() < EXPLORE_PROBABILITY
         if exploring:
             slug = _weighted_choice(rng, others, [category_popularity[s] for s in others])
@@ -323,6 +332,7 @@ def simulate_history(
         if not index.by_category[slug]:
             continue
         seen, at = browse(slug, start, rng.randint(2, 7))
+        free_from = at + timedelta(minutes=30)
         chance = EXPLORE_PURCHASE_PROBABILITY if exploring else PURCHASE_PROBABILITY
         if rng.random() >= chance:
             continue
@@ -333,6 +343,7 @@ def simulate_history(
             lines.append((favourite_of(extra), 1))
         at += timedelta(seconds=rng.uniform(60, 600))
         shopper.orders.append(Purchase(timestamp=at, lines=tuple(lines)))
+        free_from = at + timedelta(minutes=30)
 
 
 def _weighted_choice(rng: random.Random, items: Sequence[str], weights: Sequence[float]) -> str:
