@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class DemoConfig(AppConfig):
-    """The example shop: its own catalogue and orders, which the plugin only reaches through settings."""
+    """The example shop: its own catalogue and orders; the plugin reaches them through settings."""
 
     name = "demo"
     label = "demo"

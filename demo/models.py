@@ -39,11 +39,16 @@ class Product(models.Model):
 
 
 class Order(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="orders"
+    )
     created_at = models.DateTimeField(default=None, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Order #{self.pk}"
 
     def save(self, *args, **kwargs) -> None:
         if self.created_at is None:
@@ -51,9 +56,6 @@ class Order(models.Model):
 
             self.created_at = timezone.now()
         super().save(*args, **kwargs)
-
-    def __str__(self) -> str:
-        return f"Order #{self.pk}"
 
 
 class OrderLine(models.Model):

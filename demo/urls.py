@@ -1,8 +1,13 @@
+"""URLs of the demo project: the shop, login/logout, the admin (and later the plugin's API)."""
+
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # shop_recs slot: the plugin's REST API, e.g. path("api/recs/", include("shop_recs.urls")).
     path("", include("demo.shop_urls")),
 ]
