@@ -142,7 +142,7 @@ def generate_shop(
 def generate_catalogue(
     count: int, rng: random.Random, categories: Sequence[CategoryVocabulary]
 ) -> list[ProductSpec]:
-    """``count`` products spread evenly over ``categories``, every title unique."""
+    """``count`` products spread evenly over ``categories`` in mixed order, every title unique."""
     per_category = [count // len(categories)] * len(categories)
     for i in rng.sample(range(len(categories)), count % len(categories)):
         per_category[i] += 1
@@ -152,6 +152,8 @@ def generate_catalogue(
         brand_price_factor = {b: rng.uniform(0.8, 1.25) for b in vocab.brands}
         for _ in range(n):
             catalogue.append(_product(vocab, rng, titles, brand_price_factor))
+    # Mixed, as a real catalogue grows: the newest page is not one category's block.
+    rng.shuffle(catalogue)
     return catalogue
 
 
