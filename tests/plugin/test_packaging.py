@@ -29,7 +29,7 @@ def test_wheel_ships_the_three_packages(wheel_names: set[str]) -> None:
 
 def test_wheel_ships_migrations_and_templates(wheel_names: set[str]) -> None:
     migrations = {n for n in wheel_names if n.startswith("shop_recs/migrations/0")}
-    templates = {n for n in wheel_names if n.startswith("shop_recs/templates/shop_recs/")}
+    templates = {n for n in wheel_names if n.startswith("shop_recs/templates/")}
     source_templates = {
         "shop_recs/templates/" + str(p.relative_to(ROOT / "templates"))
         for p in (ROOT / "templates").rglob("*.html")
