@@ -158,7 +158,8 @@ def bulk_record_events(
     Each dict takes ``record_event``'s keyword arguments. A bad event never stops the others.
     ``validate_products=False`` skips the product look-up for callers whose ids come from the
     shop's own foreign keys. Keyed rows are inserted with ON CONFLICT DO NOTHING, so batches
-    racing on the same keys still store each key once.
+    racing on the same keys still store each key once; when two identical events race, both
+    callers may hear "stored" (the one row holds what both sent).
     """
     adapter = get_adapter()
     results: list[ItemResult | None] = [None] * len(events)

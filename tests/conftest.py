@@ -32,12 +32,16 @@ def missing_service(reason: str) -> None:
 
 
 def require_postgres(url: str | None = None) -> str:
-    """The URL of a reachable PostgreSQL server (``DATABASE_URL`` if it is one)."""
+    """The URL of a reachable PostgreSQL server (``DATABASE_URL`` if it is one).
+
+    Only the server is checked (through its ``postgres`` database): the database named in the
+    URL may not exist yet, as pytest-django creates its own ``test_...`` database.
+    """
     if url is None:
         database_url = os.environ.get("DATABASE_URL", "")
         url = database_url if database_url.startswith("postgres") else DEFAULT_POSTGRES_URL
     try:
-        psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S).close()
+        psycopg.connect(url, dbname="postgres", connect_timeout=CONNECT_TIMEOUT_S).close()
     except psycopg.Error as exc:
         missing_service(f"PostgreSQL is not reachable at {url}: {exc}")
     return url
