@@ -30,6 +30,7 @@ from .adapter import IN_CHUNK, Purchase, ShopAdapter, get_adapter
 from .conf import recs_settings
 from .models import Event, EventKind
 
+KINDS = {kind.value: kind for kind in EventKind}
 # Kinds that are about one product and mean nothing without it.
 PRODUCT_REQUIRED = frozenset(
     {EventKind.VIEW, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.REC_CLICK}
@@ -293,11 +294,9 @@ def _draft(
     timestamp: Any = None,
     quantity: Any = 1,
 ) -> _Draft:
-    if kind not in EventKind.values:
-        raise EventError(
-            f"Unknown event kind {kind!r}; expected one of: {', '.join(EventKind.values)}."
-        )
-    kind = EventKind(kind)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise EventError(f"Unknown event kind {kind!r}; expected one of: {', '.join(KINDS)}.")
+    kind = KINDS[kind]
     product_id, product_to_check = _product(adapter, kind, product)
     user_id, user_to_check = _user(user)
     session_key = _optional_text("session_key", session_key)
@@ -370,7 +369,7 @@ def _optional_text(name: str, value: Any) -> str:
 
 
 def _context(context: Any) -> dict[str, Any]:
-    if context is None:
+    if context is None or context == {}:
         return {}
     if not isinstance(context, Mapping):
         raise EventError(f"context must be an object (a dict), not {type(context).__name__}.")
