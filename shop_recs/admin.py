@@ -33,5 +33,3 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
         return False
-
-from . import admin_training  # noqa: E402,F401  (the registry's admin: runs and versions)
