@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",  # token auth for the plugin's REST API (apps, other servers)
     "drf_spectacular",
     "shop_recs",
     "demo",
@@ -105,6 +106,16 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Browsers use the session (guests too); apps and servers send "Authorization: Token <key>".
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "shop-recs API",
+    "DESCRIPTION": "Recommendations, events and click feedback of the shop-recs plugin.",
+    "VERSION": "1",
 }
 
 # --- The plugin ---------------------------------------------------------------------------

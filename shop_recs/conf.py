@@ -71,12 +71,36 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PER_CATEGORY": None,
     # Scenarios that hide products the shopper already bought.
     "EXCLUDE_PURCHASED": ["for_you", "similar", "bought_together", "ads"],
-    # Dotted path of a function (request/user, items) -> items to boost or bury products.
+    # Dotted path of a function (shopper, placement, candidates) -> candidates, called after the
+    # availability/exclusion rules and before the per-category cap: raise or lower
+    # ``candidate.score`` (boost/bury), drop candidates, and return them in the order to show
+    # (see shop_recs.services.rules.Candidate).
     "RERANK_HOOK": None,
     # Seconds a computed list is cached (per shopper; new events invalidate it).
     "CACHE_SECONDS": 300,
     # How many of the shopper's latest events the model reads.
     "HISTORY_LENGTH": 50,
+    # Seconds each web process keeps its snapshot of available products and their categories.
+    # Lists are re-checked against the database when rendered, so a product that sells out
+    # between refreshes is still never shown.
+    "CATALOG_REFRESH_SECONDS": 60,
+    # Fallback lists when there is no usable model: "popular" counts the last POPULAR_DAYS days
+    # of events, "trending" the last TRENDING_HOURS hours; each process recomputes them at most
+    # every POPULARITY_REFRESH_SECONDS (one aggregate query over the window).
+    "POPULAR_DAYS": 30,
+    "TRENDING_HOURS": 48,
+    "POPULARITY_REFRESH_SECONDS": 600,
+    # Two purchases by the same shopper at most this many hours apart count as "bought together".
+    "BOUGHT_TOGETHER_WINDOW_HOURS": 24,
+    # A recommendation click is recorded only within this many seconds of the list being shown
+    # (older links still lead to the product); stops replayed links from inflating CTR.
+    "CLICK_TOKEN_MAX_AGE": 7 * 24 * 3600,
+    # REST API throttle rates per scope, per signed-in user (per IP address for guests):
+    # "shop_recs" for the lists, "shop_recs_events" for event and feedback posts. A rate in
+    # REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] under the same scope name wins; None: no limit.
+    "API_THROTTLE_RATES": {"shop_recs": "1200/min", "shop_recs_events": "600/min"},
+    # Most events accepted in one POST to the events endpoint.
+    "API_MAX_BATCH": 500,
 }
 
 # Settings that hold a dotted path to import.

@@ -1,0 +1,20 @@
+"""REST API routes (under ``<prefix>/api/`` once the shop includes ``shop_recs.urls``)."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from . import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("for-you/", views.ForYouView.as_view(), name="for-you"),
+    path("users/<str:user_id>/recommendations/", views.UserRecommendationsView.as_view(),
+         name="user-recommendations"),
+    path("products/<str:product_id>/similar/", views.SimilarView.as_view(), name="similar"),
+    path("products/<str:product_id>/bought-together/", views.BoughtTogetherView.as_view(),
+         name="bought-together"),
+    path("events/", views.EventsView.as_view(), name="events"),
+    path("feedback/", views.FeedbackView.as_view(), name="feedback"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+]

@@ -1,0 +1,138 @@
+"""What may be recommended: each web process's snapshot of the available products.
+
+Filtering 50,000 candidates against the database on every request would dominate the request,
+so each process keeps the set of available product ids, their categories and the category names
+in memory, refreshed every CATALOG_REFRESH_SECONDS (one query for the products, one for the
+category names). The snapshot only narrows candidates: the products actually shown are fetched
+with an availability check (``fetch_products``), so a product that sold out a second ago is
+still never shown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from django.core.signals import setting_changed
+from django.db.models import Exists, Model, OuterRef
+
+from ..adapter import IN_CHUNK, get_adapter, resolve_lookup
+from ..conf import recs_settings
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    available: frozenset[str]
+    category_of: Mapping[str, str | None]  # available product id -> category id
+    category_names: Mapping[str, str]  # category id -> its label ("Tea")
+    members: Mapping[str, frozenset[str]]  # category id -> its available product ids
+    # Derived per model version (model id -> the model's items that are not available).
+    _unavailable: dict[int, frozenset[str]] = field(default_factory=dict, compare=False)
+
+    def category_name(self, category: str | None) -> str:
+        if category is None:
+            return ""
+        return self.category_names.get(category, category)
+
+    def unavailable_in(self, model_key: int, item_ids: Iterable[str]) -> frozenset[str]:
+        """The model's items that may not be shown (computed once per snapshot and model)."""
+        found = self._unavailable.get(model_key)
+        if found is None:
+            found = frozenset(item for item in item_ids if item not in self.available)
+            self._unavailable[model_key] = found
+        return found
+
+
+def _category_labels(category_ids: set[str]) -> dict[str, str]:
+    """Readable category names: the related object's str() when the category is a relation."""
+    field_name = recs_settings.PRODUCT_CATEGORY_FIELD
+    if not field_name or not category_ids:
+        return {}
+    resolved = resolve_lookup(get_adapter().model(), field_name)
+    related = resolved.related_model
+    if related is None:
+        return {c: c for c in category_ids}
+    names: dict[str, str] = {}
+    wanted = sorted(category_ids)
+    for start in range(0, len(wanted), IN_CHUNK):
+        for obj in related._default_manager.filter(pk__in=wanted[start : start + IN_CHUNK]):
+            names[str(obj.pk)] = str(obj)
+    return names
+
+
+def build_snapshot() -> CatalogSnapshot:
+    adapter = get_adapter()
+    category_of = adapter.categories_for(adapter.available_products())
+    members: dict[str, set[str]] = {}
+    for product_id, category in category_of.items():
+        if category is not None:
+            members.setdefault(category, set()).add(product_id)
+    return CatalogSnapshot(
+        available=frozenset(category_of),
+        category_of=category_of,
+        category_names=_category_labels(set(members)),
+        members={c: frozenset(ids) for c, ids in members.items()},
+    )
+
+
+class CatalogCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot: CatalogSnapshot | None = None
+        self._loaded_at = float("-inf")
+
+    def get(self) -> CatalogSnapshot:
+        if time.monotonic() - self._loaded_at >= recs_settings.CATALOG_REFRESH_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._loaded_at >= recs_settings.CATALOG_REFRESH_SECONDS:
+                    self._snapshot = build_snapshot()
+                    self._loaded_at = time.monotonic()
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def invalidate(self) -> None:
+        """Rebuild on next use (tests; a shop may call it after a bulk catalogue import)."""
+        with self._lock:
+            self._snapshot, self._loaded_at = None, float("-inf")
+
+
+catalog = CatalogCache()
+
+
+def _reset(*, setting: str, **kwargs) -> None:
+    if setting == "SHOP_RECS":
+        catalog.invalidate()
+
+
+setting_changed.connect(_reset)
+
+
+def fetch_products(product_ids: Iterable[str]) -> tuple[dict[str, Model], set[str]]:
+    """The products with these ids (available or not) and the ids of the available ones.
+
+    One query: availability is an EXISTS over the adapter's ``available_products()``, so an
+    adapter that overrides it is honoured exactly.
+    """
+    adapter = get_adapter()
+    wanted = list(dict.fromkeys(product_ids))
+    if not wanted:
+        return {}, set()
+    queryset = adapter.all_products().filter(pk__in=wanted).annotate(
+        _shop_recs_available=Exists(adapter.available_products().filter(pk=OuterRef("pk")))
+    )
+    products = {str(p.pk): p for p in queryset}
+    available = {pid for pid, p in products.items() if p._shop_recs_available}
+    return products, available
+
+
+def categories_of(product_ids: Iterable[str], snapshot: CatalogSnapshot) -> dict[str, str | None]:
+    """Category ids of these products; unavailable ones (not in the snapshot) cost one query."""
+    wanted = list(dict.fromkeys(product_ids))
+    found = {pid: snapshot.category_of[pid] for pid in wanted if pid in snapshot.category_of}
+    missing = [pid for pid in wanted if pid not in found]
+    if missing:
+        adapter = get_adapter()
+        found.update(adapter.categories_for(adapter.all_products().filter(pk__in=missing)))
+    return found

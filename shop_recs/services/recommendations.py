@@ -1,0 +1,342 @@
+"""The four lists, computed once for both the template tags and the REST API.
+
+Each list is made in three steps:
+
+1. **candidates** (cached): the model's ranking for the shopper's live history or for a product,
+   or a fallback when there is no usable model. The cache key holds the history's fingerprint and
+   the model version, so a new event or a newly activated model gives a new list at once;
+2. **rules** (every request, cheap): availability, exclusions, purchases, category, the shop's
+   rerank hook, the per-category cap (``rules.py``);
+3. **items** (every request, one query): the host's product instances, re-checked for
+   availability, with reason texts and signed click tokens.
+
+A broken model (a corrupt artifact, an exception while scoring) is logged and replaced by a
+fallback: a page never fails because of the recommender.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.db.models import Model
+
+from ..adapter import get_adapter
+from ..conf import recs_settings
+from ..serving import LoadedModel, model_holder
+from . import fallbacks
+from .cache import cached
+from .catalog import CatalogSnapshot, catalog, categories_of, fetch_products
+from .copurchase import co_purchase_counts
+from .items import Candidate, Placement, Reason, RecommendationList, RecommendedItem, reason_text
+from .rules import Rules, apply_rules, hides_purchases
+from .shopper import Shopper, load_history, purchased_products
+from .tokens import ClickData, make_click_token
+
+logger = logging.getLogger(__name__)
+
+# Reciprocal-rank-fusion constant for blending co-purchases with the model's similar items.
+RRF_K = 10
+
+
+class ProductNotFound(LookupError):
+    """The product a list is about does not exist."""
+
+
+@dataclass
+class _Computed:
+    """The cacheable part of a list."""
+
+    candidates: list[Candidate]
+    source: str
+    model_version: str = ""
+
+
+def clamp_limit(limit: Any) -> int:
+    """DEFAULT_LIMIT when None; at most MAX_LIMIT; ValueError unless a whole number >= 1."""
+    if limit is None:
+        return recs_settings.DEFAULT_LIMIT
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a whole number of at least 1, not {limit!r}")
+    return min(limit, recs_settings.MAX_LIMIT)
+
+
+def for_you(
+    shopper: Shopper, limit: int | None = None, *, category: str | None = None,
+    exclude: Iterable[str] = (),
+) -> RecommendationList:
+    """The shopper's own list, from their live history (popular products for a newcomer)."""
+    placement = Placement.FOR_YOU
+    limit = clamp_limit(limit)
+    exclude = frozenset(exclude)
+    history = load_history(shopper)
+    snapshot = catalog.get()
+    model = active_model()
+    purchased = purchased_products(shopper, history) if hides_purchases(placement) else frozenset()
+    pool = _pool(limit, exclude)
+    seen = frozenset(history.product_ids)
+
+    def compute() -> _Computed:
+        if not history:
+            return _Computed(fallbacks.trending(snapshot, pool)
+                             + fallbacks.popular_in(snapshot, category, pool), "popular")
+        recent = history.recent_products()
+        if model is not None and known_items(model).intersection(recent):
+            try:
+                scored = model.recommender.recommend(
+                    list(history.product_ids), k=pool, kinds=list(history.kinds),
+                    exclude=seen | purchased | snapshot.unavailable_in(
+                        model.version_id, model.recommender.item_ids),
+                    allowed=_allowed(snapshot, category),
+                )
+            except Exception:
+                logger.exception("shop_recs: model %s failed on a for-you list; using the "
+                                 "fallback", model.label)
+            else:
+                kinds = history.latest_kind()
+                found = [
+                    Candidate(s.item, s.score, Reason("history", product_id=s.reason_item or "",
+                                                      kind=kinds.get(s.reason_item or "", "")))
+                    for s in scored
+                ]
+                return _Computed(found + fallbacks.trending(snapshot, limit), "model", model.label)
+        _log_fallback(placement, model)
+        categories = categories_of(recent, snapshot).values()
+        return _Computed(fallbacks.for_categories(snapshot, categories, pool), "popular")
+
+    personal = shopper.key if history else "anyone"
+    computed = cached(
+        _key(placement, personal, history.fingerprint, _version(model), category, pool), compute
+    )
+    rules = Rules(placement, shopper, exclude=exclude | seen, purchased=purchased,
+                  category=category, max_per_category=recs_settings.MAX_PER_CATEGORY)
+    return _assemble(placement, computed, apply_rules(computed.candidates, snapshot, rules), limit,
+                     snapshot)
+
+
+def similar(
+    product: Model | Any, shopper: Shopper, limit: int | None = None, *,
+    category: str | None = None, exclude: Iterable[str] = (),
+) -> RecommendationList:
+    """Products like this one (for a product page); ProductNotFound if it does not exist."""
+    placement = Placement.SIMILAR
+    limit = clamp_limit(limit)
+    snapshot = catalog.get()
+    anchor = _anchor_id(product, snapshot)
+    exclude = frozenset(exclude) | {anchor}
+    model = active_model()
+    pool = _pool(limit, exclude)
+
+    def compute() -> _Computed:
+        if model is not None:
+            try:
+                scored = model.recommender.similar_items(
+                    anchor, k=pool, exclude=snapshot.unavailable_in(
+                        model.version_id, model.recommender.item_ids),
+                    allowed=_allowed(snapshot, category),
+                )
+            except KeyError:
+                found = fallbacks.text_similar(model.recommender, anchor, snapshot, pool)
+                if found:
+                    logger.info("shop_recs: product %s is new to model %s; similar products by "
+                                "text", anchor, model.label)
+                    return _Computed(found, "text", model.label)
+            except Exception:
+                logger.exception("shop_recs: model %s failed on similar(%s); using the fallback",
+                                 model.label, anchor)
+            else:
+                reason = Reason("similar_to", product_id=anchor)
+                return _Computed([Candidate(s.item, s.score, reason) for s in scored], "model",
+                                 model.label)
+        _log_fallback(placement, model)
+        return _Computed(_popular_near(anchor, snapshot, pool), "popular")
+
+    computed = cached(_key(placement, anchor, _version(model), category, pool), compute)
+    return _personalised(placement, computed, shopper, snapshot, limit, exclude, category)
+
+
+def bought_together(
+    product: Model | Any, shopper: Shopper, limit: int | None = None, *,
+    category: str | None = None, exclude: Iterable[str] = (),
+) -> RecommendationList:
+    """What shoppers buy with this product: co-purchases blended with the model's neighbours."""
+    placement = Placement.BOUGHT_TOGETHER
+    limit = clamp_limit(limit)
+    snapshot = catalog.get()
+    anchor = _anchor_id(product, snapshot)
+    exclude = frozenset(exclude) | {anchor}
+    model = active_model()
+    pool = _pool(limit, exclude)
+
+    def compute() -> _Computed:
+        together = [pid for pid, _ in co_purchase_counts(anchor) if pid in snapshot.available]
+        neighbours: list[str] = []
+        if model is not None:
+            try:
+                neighbours = [s.item for s in model.recommender.similar_items(
+                    anchor, k=pool, exclude=snapshot.unavailable_in(
+                        model.version_id, model.recommender.item_ids),
+                    allowed=_allowed(snapshot, category),
+                )]
+            except KeyError:
+                pass  # a product the model has not seen: co-purchases alone
+            except Exception:
+                logger.exception("shop_recs: model %s failed on bought_together(%s)",
+                                 model.label, anchor)
+        if not together and not neighbours:
+            _log_fallback(placement, model)
+            return _Computed(_popular_near(anchor, snapshot, pool), "popular")
+        blended = _fuse(together[:pool], neighbours)
+        bought = set(together)
+        found = [
+            Candidate(pid, score, Reason("bought_with" if pid in bought else "goes_with",
+                                         product_id=anchor))
+            for pid, score in blended
+        ]
+        source = "+".join(name for name, used in (("co-purchase", together),
+                                                   ("model", neighbours)) if used)
+        return _Computed(found, source, model.label if neighbours and model else "")
+
+    computed = cached(_key(placement, anchor, _version(model), category, pool), compute)
+    return _personalised(placement, computed, shopper, snapshot, limit, exclude, category)
+
+
+def recently_viewed(
+    shopper: Shopper, limit: int | None = None, *, exclude: Iterable[str] = ()
+) -> RecommendationList:
+    """The products the shopper looked at last, newest first (still available ones)."""
+    placement = Placement.RECENTLY_VIEWED
+    limit = clamp_limit(limit)
+    history = load_history(shopper)
+    snapshot = catalog.get()
+    viewed = history.recent_products("view")
+    candidates = [
+        Candidate(pid, 1.0 / rank, Reason("recently_viewed"))
+        for rank, pid in enumerate(viewed, start=1)
+    ]
+    purchased = purchased_products(shopper, history) if hides_purchases(placement) else frozenset()
+    rules = Rules(placement, shopper, exclude=frozenset(exclude), purchased=purchased,
+                  rerank=False)
+    return _assemble(placement, _Computed([], "history"), apply_rules(candidates, snapshot, rules),
+                     limit, snapshot)
+
+
+# --- The model ---------------------------------------------------------------------------------
+
+
+def active_model() -> LoadedModel | None:
+    """The model to serve with; None (and logged) when there is none or it cannot be loaded."""
+    try:
+        return model_holder.get()
+    except Exception:
+        logger.exception("shop_recs: the active model could not be loaded; using fallbacks")
+        return None
+
+
+@lru_cache(maxsize=4)
+def known_items(model: LoadedModel) -> frozenset[str]:
+    return frozenset(model.recommender.item_ids)
+
+
+def _version(model: LoadedModel | None) -> str:
+    return model.label if model is not None else "none"
+
+
+def _allowed(snapshot: CatalogSnapshot, category: str | None) -> frozenset[str] | None:
+    return None if category is None else snapshot.members.get(category, frozenset())
+
+
+def _log_fallback(placement: str, model: LoadedModel | None) -> None:
+    why = "no active model" if model is None else f"model {model.label} could not answer"
+    logger.info("shop_recs: %s list from the popularity fallback (%s)", placement, why)
+
+
+# --- Helpers -----------------------------------------------------------------------------------
+
+
+def _pool(limit: int, exclude: frozenset[str]) -> int:
+    """How many candidates to ask for: enough that the rules can drop some and still fill."""
+    factor = 2 if recs_settings.MAX_PER_CATEGORY is None else 4
+    return max(limit * factor, 20) + len(exclude)
+
+
+def _key(placement: str, *parts: Any) -> str:
+    raw = "|".join(str(p) for p in parts)
+    return f"shop_recs:{placement}:" + hashlib.sha1(raw.encode(), usedforsecurity=False).hexdigest()
+
+
+def _anchor_id(product: Model | Any, snapshot: CatalogSnapshot) -> str:
+    adapter = get_adapter()
+    try:
+        product_id = adapter.to_product_id(product)
+    except ValueError as exc:
+        raise ProductNotFound(str(exc)) from None
+    if isinstance(product, Model) or product_id in snapshot.available:
+        return product_id
+    if not adapter.existing_product_ids([product_id]):
+        raise ProductNotFound(f"There is no product {product_id!r}.")
+    return product_id
+
+
+def _popular_near(anchor: str, snapshot: CatalogSnapshot, k: int) -> list[Candidate]:
+    category = categories_of([anchor], snapshot).get(anchor)
+    return fallbacks.for_categories(snapshot, [category], k)
+
+
+def _fuse(*rankings: list[str]) -> list[tuple[str, float]]:
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, pid in enumerate(ranking, start=1):
+            scores[pid] = scores.get(pid, 0.0) + 1.0 / (RRF_K + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def _personalised(
+    placement: str, computed: _Computed, shopper: Shopper, snapshot: CatalogSnapshot,
+    limit: int, exclude: frozenset[str], category: str | None,
+) -> RecommendationList:
+    """A product list (shared by every shopper) with this shopper's rules applied."""
+    purchased: frozenset[str] = frozenset()
+    if hides_purchases(placement) and shopper.is_known:
+        purchased = purchased_products(shopper, load_history(shopper))
+    rules = Rules(placement, shopper, exclude=exclude, purchased=purchased, category=category,
+                  max_per_category=recs_settings.MAX_PER_CATEGORY)
+    return _assemble(placement, computed, apply_rules(computed.candidates, snapshot, rules), limit,
+                     snapshot)
+
+
+def _assemble(
+    placement: str, computed: _Computed, ranked: list[Candidate], limit: int,
+    snapshot: CatalogSnapshot,
+) -> RecommendationList:
+    head = ranked[: 2 * limit]  # spares for products that sold out since the snapshot
+    reason_ids = [c.reason.product_id for c in head if c.reason.product_id]
+    products, available = fetch_products([c.product_id for c in head] + reason_ids)
+    adapter = get_adapter()
+    impression_id = uuid.uuid4().hex[:16]
+    items: list[RecommendedItem] = []
+    for candidate in head:
+        if candidate.product_id not in available:
+            continue
+        product = products[candidate.product_id]
+        position = len(items) + 1
+        token = make_click_token(ClickData(candidate.product_id, placement,
+                                           computed.model_version, impression_id, position))
+        items.append(RecommendedItem(
+            product=product, product_id=candidate.product_id, score=candidate.score,
+            reason=reason_text(candidate.reason, products,
+                               snapshot.category_name(candidate.reason.category or None)),
+            placement=placement, model_version=computed.model_version, position=position,
+            click_token=token, product_url=adapter.product_url(product),
+        ))
+        if len(items) == limit:
+            break
+    return RecommendationList(placement=placement, items=items,
+                              model_version=computed.model_version, source=computed.source,
+                              impression_id=impression_id)
+

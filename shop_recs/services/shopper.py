@@ -1,0 +1,139 @@
+"""Who is shopping, and what they did lately (the live sequence the model reads).
+
+The history is read from the event table on every request (one indexed query, at most
+HISTORY_LENGTH rows), so a shopper's new view, cart or purchase changes their next list at once,
+whichever process or job wrote it. Its fingerprint (a hash of the event ids) is part of every
+cache key of a personal list: a new event gives a new key, so a cached list can never be stale
+and no invalidation signal has to reach every web process. Impressions are not part of the
+history (the model does not read them), so showing a list does not bust its own cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Q
+
+from recsys_core.data import EVENT_KINDS
+
+from ..conf import recs_settings
+from ..models import Event, EventKind
+from .cache import cached
+
+# The kinds the model reads; a product-less search has no place in an item sequence.
+HISTORY_KINDS = tuple(kind for kind in EVENT_KINDS if kind != EventKind.SEARCH)
+
+
+@dataclass(frozen=True)
+class Shopper:
+    """A signed-in user (by primary key) or a guest (by session key); neither: unknown visitor."""
+
+    user_id: Any = None
+    session_key: str = ""
+
+    @classmethod
+    def from_request(cls, request: Any) -> Shopper:
+        """The request's shopper, without creating a session for a visitor who has none."""
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return cls(user_id=user.pk)
+        session = getattr(request, "session", None)
+        return cls(session_key=(session.session_key or "") if session is not None else "")
+
+    @classmethod
+    def for_user(cls, user: Any) -> Shopper:
+        return cls(user_id=getattr(user, "pk", user))
+
+    @property
+    def is_known(self) -> bool:
+        return self.user_id is not None or bool(self.session_key)
+
+    @property
+    def key(self) -> str:
+        """Stable text id for cache keys ("u42", "s<hash of the session key>", "" if unknown)."""
+        if self.user_id is not None:
+            return f"u{self.user_id}"
+        if self.session_key:
+            # The session key is a credential: never put it in a cache key as it is.
+            return "s" + hashlib.sha256(self.session_key.encode()).hexdigest()[:24]
+        return ""
+
+    def events(self):
+        """This shopper's events (an empty queryset for an unknown visitor)."""
+        if self.user_id is not None:
+            return Event.objects.filter(user_id=self.user_id)
+        if self.session_key:
+            return Event.objects.filter(Q(session_key=self.session_key), user__isnull=True)
+        return Event.objects.none()
+
+
+@dataclass(frozen=True)
+class History:
+    """The shopper's latest product events, oldest first (what the model reads)."""
+
+    product_ids: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    event_ids: tuple[int, ...] = field(default=(), repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.product_ids)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever an event enters (or leaves) the window."""
+        if not self.event_ids:
+            return "empty"
+        raw = ",".join(map(str, self.event_ids)).encode()
+        return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
+
+    def latest_kind(self) -> dict[str, str]:
+        """Product id -> the kind of the shopper's latest event on it."""
+        return dict(zip(self.product_ids, self.kinds, strict=True))
+
+    def recent_products(self, kind: str | None = None) -> list[str]:
+        """Distinct product ids, most recent first (optionally only events of one kind)."""
+        seen: dict[str, None] = {}
+        for product_id, event_kind in zip(
+            reversed(self.product_ids), reversed(self.kinds), strict=True
+        ):
+            if kind is None or event_kind == kind:
+                seen.setdefault(product_id, None)
+        return list(seen)
+
+
+def load_history(shopper: Shopper, length: int | None = None) -> History:
+    """The latest ``length`` (default HISTORY_LENGTH) product events of the shopper."""
+    if not shopper.is_known:
+        return History()
+    length = length or recs_settings.HISTORY_LENGTH
+    rows = list(
+        shopper.events()
+        .filter(kind__in=HISTORY_KINDS)
+        .exclude(product_id="")
+        .order_by("-timestamp", "-id")
+        .values_list("id", "product_id", "kind")[:length]
+    )
+    rows.reverse()
+    return History(
+        product_ids=tuple(r[1] for r in rows),
+        kinds=tuple(r[2] for r in rows),
+        event_ids=tuple(r[0] for r in rows),
+    )
+
+
+def purchased_products(shopper: Shopper, history: History) -> frozenset[str]:
+    """Every product the shopper ever bought (cached until their history changes)."""
+    if not shopper.is_known or not history:
+        return frozenset()  # a purchase is an event, so no events means no purchases
+    return cached(
+        f"shop_recs:purchased:{shopper.key}:{history.fingerprint}",
+        lambda: frozenset(
+            shopper.events()
+            .filter(kind=EventKind.PURCHASE)
+            .order_by()
+            .values_list("product_id", flat=True)
+            .distinct()
+        ),
+    )
