@@ -2,7 +2,8 @@
 
 Protocol (as in S3-Rec / SASRec full-ranking tables): score every catalogue item, remove the
 items already in the user's history, rank the rest, and read off where the held-out target
-landed. Work is batched so that 22k users x 12k items never sits in memory at once.
+landed (ties broken at random in expectation, see recsys_core.metrics). Work is batched so
+that 22k users x 12k items never sits in memory at once.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def evaluate(
     targets = np.asarray(targets, dtype=np.int64)
     _check_inputs(histories, kinds, targets, n_items, ks, batch_size, train_item_counts)
     ks = tuple(sorted(set(ks)))
-    ranks = np.empty(len(targets), dtype=np.float64)
+    ahead = np.empty(len(targets), dtype=np.float64)
+    ties = np.empty(len(targets), dtype=np.float64)
     covered = {k: np.zeros(n_items + 1, dtype=bool) for k in ks}
     for start in range(0, len(targets), batch_size):
         stop = min(start + batch_size, len(targets))
@@ -75,27 +77,27 @@ def evaluate(
             exclude_history,
         )
         batch_targets = torch.from_numpy(targets[start:stop])
-        ranks[start:stop] = metrics.target_ranks(scores, batch_targets).numpy()
+        ahead[start:stop], ties[start:stop] = metrics.target_ranks(scores, batch_targets)
         top_scores, top_items = scores.topk(min(max(ks), n_items), dim=1)
         for k in ks:
             shown = top_items[:, :k][torch.isfinite(top_scores[:, :k])]
             covered[k][shown.numpy()] = True
 
-    overall = _ranking_metrics(ranks, ks)
+    overall = _ranking_metrics(ahead, ties, ks)
     for k in ks:
         overall[f"coverage@{k}"] = metrics.catalogue_coverage(np.flatnonzero(covered[k]), n_items)
     history_lengths = np.array([len(history) for history in histories])
     slices = {
-        name: _slice_metrics(ranks, ks, (history_lengths >= low) & (history_lengths <= high))
+        name: _slice_metrics(ahead, ties, ks, (history_lengths >= low) & (history_lengths <= high))
         for name, low, high in HISTORY_SLICES
     }
     if train_item_counts is not None:
         counts = np.asarray(train_item_counts)
         target_counts = counts[targets]
-        slices["cold_target"] = _slice_metrics(ranks, ks, target_counts < COLD_THRESHOLD)
+        slices["cold_target"] = _slice_metrics(ahead, ties, ks, target_counts < COLD_THRESHOLD)
         head = _head_items(counts)
-        slices["tail_target"] = _slice_metrics(ranks, ks, ~head[targets])
-        slices["head_target"] = _slice_metrics(ranks, ks, head[targets])
+        slices["tail_target"] = _slice_metrics(ahead, ties, ks, ~head[targets])
+        slices["head_target"] = _slice_metrics(ahead, ties, ks, head[targets])
     return EvalReport(metrics=overall, slices=slices, n_cases=len(targets))
 
 
@@ -148,23 +150,25 @@ def _masked_scores(
     return scores
 
 
-def _ranking_metrics(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+def _ranking_metrics(ahead: np.ndarray, ties: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
     values: dict[str, float] = {}
     for k in ks:
-        values[f"ndcg@{k}"] = float(metrics.ndcg_at_k(ranks, k).mean())
-        values[f"recall@{k}"] = float(metrics.recall_at_k(ranks, k).mean())
-        values[f"precision@{k}"] = float(metrics.precision_at_k(ranks, k).mean())
-        values[f"f1@{k}"] = float(metrics.f1_at_k(ranks, k).mean())
-    values["mrr"] = float(metrics.reciprocal_rank(ranks).mean())
+        values[f"ndcg@{k}"] = float(metrics.ndcg_at_k(ahead, k, ties).mean())
+        values[f"recall@{k}"] = float(metrics.recall_at_k(ahead, k, ties).mean())
+        values[f"precision@{k}"] = float(metrics.precision_at_k(ahead, k, ties).mean())
+        values[f"f1@{k}"] = float(metrics.f1_at_k(ahead, k, ties).mean())
+    values["mrr"] = float(metrics.reciprocal_rank(ahead, ties).mean())
     return values
 
 
-def _slice_metrics(ranks: np.ndarray, ks: Sequence[int], mask: np.ndarray) -> dict[str, float]:
+def _slice_metrics(
+    ahead: np.ndarray, ties: np.ndarray, ks: Sequence[int], mask: np.ndarray
+) -> dict[str, float]:
     """Metrics on the masked cases; an empty slice reports n_cases 0 and no metrics."""
     n_cases = int(mask.sum())
     if not n_cases:
         return {"n_cases": 0}
-    return {**_ranking_metrics(ranks[mask], ks), "n_cases": n_cases}
+    return {**_ranking_metrics(ahead[mask], ties[mask], ks), "n_cases": n_cases}
 
 
 def _head_items(counts: np.ndarray) -> np.ndarray:
