@@ -101,6 +101,45 @@ DEFAULTS: dict[str, Any] = {
     "API_THROTTLE_RATES": {"shop_recs": "1200/min", "shop_recs_events": "600/min"},
     # Most events accepted in one POST to the events endpoint.
     "API_MAX_BATCH": 500,
+    # --- Search (shop_recs.services.search) ----------------------------------------------
+    # Words are matched by PostgreSQL full-text search ("postgres"), or by BM25 over an
+    # in-memory index ("memory"); "auto": PostgreSQL's when the database is PostgreSQL.
+    "SEARCH_KEYWORD_BACKEND": "auto",
+    # Text search configuration (language) PostgreSQL stems and drops stop words with.
+    "SEARCH_PG_CONFIG": "english",
+    # Field of the product's title (matched with more weight, and completed by suggestions);
+    # None: the first of PRODUCT_TEXT_FIELDS.
+    "SEARCH_TITLE_FIELD": None,
+    # Share of words in the fused score (the rest is meaning); 0.3 won a 2-fold
+    # cross-validation on real shop queries (python -m benchmarks.search).
+    "SEARCH_KEYWORD_WEIGHT": 0.3,
+    # How much the shopper's behaviour moves results (added to fused scores on a 0..1 scale);
+    # small, so that it reorders relevant products but never buries the best match.
+    "SEARCH_PERSONAL_WEIGHT": 0.15,
+    # How many of the best matches the shopper's behaviour re-ranks.
+    "SEARCH_RERANK_DEPTH": 100,
+    # Longest query accepted, in characters (longer ones get a 400).
+    "SEARCH_MAX_QUERY_CHARS": 200,
+    # Seconds a web process keeps its search index before rebuilding it (sooner when the
+    # available products or the active model change).
+    "SEARCH_INDEX_REFRESH_SECONDS": 300,
+    # Products without a text embedding (none from the model) are embedded during the request
+    # up to this many; more (a large shop before its first model) are embedded in a background
+    # thread while words alone rank them.
+    "SEARCH_INLINE_EMBED_LIMIT": 1000,
+    # Past queries suggested as completions: from the last N days, and only those typed by at
+    # least this many different shoppers (one shopper's query may be personal).
+    "SEARCH_SUGGESTION_DAYS": 30,
+    "SEARCH_SUGGESTION_MIN_SHOPPERS": 3,
+    # --- Ads (shop_recs.services.ads) -----------------------------------------------------
+    # How many ads a placement shows by default.
+    "ADS_PER_PLACEMENT": 2,
+    # Pacing: by a time of day a campaign may have spent its budget's share of the day so far
+    # plus this share of the whole budget (so that a morning click is not refused outright).
+    "ADS_PACING_SLACK": 0.1,
+    # Hosts an ad's target URL may point to (e.g. ["shop.example", "partner.example"]);
+    # None: any http(s) host. Targets are checked when a campaign is saved and again at redirect.
+    "ADS_ALLOWED_TARGET_HOSTS": None,
 }
 
 # Settings that hold a dotted path to import.
