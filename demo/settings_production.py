@@ -14,7 +14,8 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if len(SECRET_KEY) < 50 or SECRET_KEY.startswith("demo-only"):
     raise ImproperlyConfigured(
         "Set DJANGO_SECRET_KEY to a random value of at least 50 characters "
-        "(python -c 'from django.core.management.utils import get_random_secret_key as k; print(k())')."
+        "(python -c 'from django.core.management.utils import get_random_secret_key as k; "
+        "print(k())')."
     )
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h]
 

@@ -183,8 +183,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
             return
         version = queryset.get()
-        from .registry import load_recommender
         from recsys_core.artifacts import ArtifactError
+
+        from .registry import load_recommender
 
         try:
             load_recommender(version)

@@ -34,8 +34,10 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str,
     for i, (name, values) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
-        dots = format_html_join("", '<circle cx="{:.1f}" cy="{:.1f}" r="2.5" fill="{}"><title>{}: {}</title></circle>',
-                                ((sx(x), sy(y), colour, name, f"{y:.4f}") for x, y in values))
+        dots = format_html_join(
+            "", '<circle cx="{:.1f}" cy="{:.1f}" r="2.5" fill="{}"><title>{}: {}</title></circle>',
+            ((sx(x), sy(y), colour, name, f"{y:.4f}") for x, y in values),
+        )
         lines.append(format_html(
             '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>{}'
             '<text x="{}" y="{}" fill="{}" font-size="11">{}</text>',
@@ -47,7 +49,8 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str,
         '<text x="{}" y="14" font-size="12" font-weight="bold">{}</text>'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"/>'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"/>'
-        '<text x="2" y="{}" font-size="10">{:.3f}</text><text x="2" y="{}" font-size="10">{:.3f}</text>'
+        '<text x="2" y="{}" font-size="10">{:.3f}</text>'
+        '<text x="2" y="{}" font-size="10">{:.3f}</text>'
         '<text x="{}" y="{}" font-size="10">{}</text>{}</svg>',
         title, WIDTH, HEIGHT, WIDTH, HEIGHT, PAD, title,
         PAD, HEIGHT - PAD, WIDTH - PAD, HEIGHT - PAD, PAD, PAD, PAD, HEIGHT - PAD,

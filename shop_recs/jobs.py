@@ -111,7 +111,8 @@ def reap_stale_runs() -> int:
     for run in stale:
         run.finish(TrainingRun.Status.FAILED, error=(
             "The worker stopped reporting (no heartbeat for "
-            f"{recs_settings.HEARTBEAT_TIMEOUT} s): it probably died. The active model is unchanged."
+            f"{recs_settings.HEARTBEAT_TIMEOUT} s): it probably died. "
+            "The active model is unchanged."
         ))
         logger.warning("Training run %s marked failed: heartbeat timeout", run.pk)
         count += 1

@@ -50,9 +50,10 @@ class RunReporter:
 
     def __call__(self, progress: Progress) -> None:
         fraction = self.start + (self.end - self.start) * progress.fraction
-        epoch_done = progress.metrics is not None and progress.epoch is not None
+        epoch_done = progress.phase == "train" and progress.metrics is not None
         self._write(phase=progress.phase, progress=fraction, force=epoch_done,
-                    epoch=progress.as_dict() if epoch_done else None)
+                    epoch={"epoch": progress.epoch, "loss": progress.loss,
+                           "metrics": progress.metrics} if epoch_done else None)
 
     def should_stop(self) -> bool:
         if time.monotonic() - self._last_write > 2.0:
@@ -78,7 +79,7 @@ class RunReporter:
 
 
 def claim(run_id: int, task_id: str | None) -> bool:
-    """queued -> running, atomically: a duplicate delivery of the same run finds nothing to claim."""
+    """queued -> running, atomically: a second delivery of the same run finds nothing to claim."""
     now = timezone.now()
     return bool(
         TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED, cancel_requested=False).update(
@@ -133,7 +134,8 @@ def run_training(run_id: int, task_id: str | None = None) -> str:
     except SoftTimeLimitExceeded:
         run.finish(Status.FAILED, error=(
             f"Training exceeded its time limit ({recs_settings.TRAINING_TIME_LIMIT} s); the "
-            "active model is unchanged. Raise SHOP_RECS['TRAINING_TIME_LIMIT'] or train fewer epochs."
+            "active model is unchanged. Raise SHOP_RECS['TRAINING_TIME_LIMIT'] or train fewer "
+            "epochs."
         ))
         return "failed"
     except Exception as exc:

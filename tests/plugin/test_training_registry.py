@@ -1,4 +1,4 @@
-"""The model registry: one open run, one active version, the gate, cancel, heartbeat, permissions."""
+"""The model registry: one open run, one active version, gate, cancel, heartbeat, permissions."""
 
 from __future__ import annotations
 
@@ -117,15 +117,17 @@ def test_a_live_run_is_not_reaped(no_worker) -> None:
     assert reap_stale_runs() == 0
 
 
-def test_unreachable_broker_says_so_and_leaves_no_open_run(monkeypatch) -> None:
-    monkeypatch.setattr(current_app.conf, "task_always_eager", False)
-    monkeypatch.setattr(current_app.conf, "broker_url", "redis://127.0.0.1:1/0")
-    monkeypatch.setattr(current_app.conf, "broker_connection_timeout", 0.5)
+def test_unreachable_broker_says_so_and_leaves_no_open_run() -> None:
+    conf = current_app.conf
+    saved = {k: conf[k] for k in ("task_always_eager", "broker_url", "broker_connection_timeout")}
+    conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:1/0",
+                broker_connection_timeout=0.5)
     current_app.pool.force_close_all()
     try:
         with pytest.raises(QueueUnavailable, match="unreachable"):
             start_training()
     finally:
+        conf.update(saved)
         current_app.pool.force_close_all()
     run = TrainingRun.objects.get()
     assert run.status == Status.FAILED and run.open_slot is None
