@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def worker(postgres, redis_url, transactional_db, monkeypatch, settings):
+def worker(postgres, redis_url, transactional_db, settings):
     """A real `celery -A tasks worker` on the test database, sending through Redis."""
     db = connection.settings_dict
     env = {
@@ -45,17 +45,18 @@ def worker(postgres, redis_url, transactional_db, monkeypatch, settings):
          "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    monkeypatch.setattr(current_app.conf, "task_always_eager", False)
-    monkeypatch.setattr(current_app.conf, "broker_url", redis_url)
-    current_app.pool.force_close_all()
+    saved = {k: current_app.conf[k] for k in ("task_always_eager", "broker_url")}
+    current_app.conf.update(task_always_eager=False, broker_url=redis_url)
+    current_app.close()  # drop connections made for the old broker
     yield proc
+    current_app.conf.update(saved)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(20)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
-    current_app.pool.force_close_all()
+    current_app.close()
 
 
 def wait_for(run: TrainingRun, timeout: float = 240) -> TrainingRun:

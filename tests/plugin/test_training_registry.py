@@ -122,13 +122,13 @@ def test_unreachable_broker_says_so_and_leaves_no_open_run() -> None:
     saved = {k: conf[k] for k in ("task_always_eager", "broker_url", "broker_connection_timeout")}
     conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:1/0",
                 broker_connection_timeout=0.5)
-    current_app.pool.force_close_all()
+    current_app.close()
     try:
         with pytest.raises(QueueUnavailable, match="unreachable"):
             start_training()
     finally:
         conf.update(saved)
-        current_app.pool.force_close_all()
+        current_app.close()
     run = TrainingRun.objects.get()
     assert run.status == Status.FAILED and run.open_slot is None
 
