@@ -1,4 +1,4 @@
-"""URLs of the demo project: the shop, login/logout, the admin (and later the plugin's API)."""
+"""URLs of the demo project: the shop, login/logout, the admin and the plugin."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    # shop_recs slot: the plugin's REST API, e.g. path("api/recs/", include("shop_recs.urls")).
+    # The plugin: recommendation click tracking (recs/click/...) and the REST API (recs/api/).
+    path("recs/", include("shop_recs.urls")),
     path("", include("demo.shop_urls")),
 ]

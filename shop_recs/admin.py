@@ -5,7 +5,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from . import admin_training  # noqa: F401 - registers TrainingRun and ModelVersion
+from . import (
+    admin_feedback,  # noqa: F401 - registers the recommendation feedback (CTR) page
+    admin_training,  # noqa: F401 - registers TrainingRun and ModelVersion
+)
 from .models import Event
 
 

@@ -39,7 +39,8 @@ DEFAULTS: dict[str, Any] = {
     # --- Model and training -------------------------------------------------------------
     # Local Hugging Face model path for product text; None: the bundled all-MiniLM-L6-v2.
     "TEXT_MODEL_PATH": None,
-    # Local folder for the embedding cache and downloaded artifacts (None: <MEDIA_ROOT>/shop_recs_cache).
+    # Local folder for the embedding cache and downloaded artifacts
+    # (None: <MEDIA_ROOT>/shop_recs_cache).
     "LOCAL_CACHE_DIR": None,
     # Where model versions are stored (a path inside Django's default storage).
     "ARTIFACT_DIR": "shop_recs/models",

@@ -90,8 +90,7 @@ def for_you(
             try:
                 scored = model.recommender.recommend(
                     list(history.product_ids), k=pool, kinds=list(history.kinds),
-                    exclude=seen | purchased | snapshot.unavailable_in(
-                        model.version_id, model.recommender.item_ids),
+                    exclude=seen | purchased | _unavailable(snapshot, model),
                     allowed=_allowed(snapshot, category),
                 )
             except Exception:
@@ -136,8 +135,7 @@ def similar(
         if model is not None:
             try:
                 scored = model.recommender.similar_items(
-                    anchor, k=pool, exclude=snapshot.unavailable_in(
-                        model.version_id, model.recommender.item_ids),
+                    anchor, k=pool, exclude=_unavailable(snapshot, model),
                     allowed=_allowed(snapshot, category),
                 )
             except KeyError:
@@ -179,8 +177,7 @@ def bought_together(
         if model is not None:
             try:
                 neighbours = [s.item for s in model.recommender.similar_items(
-                    anchor, k=pool, exclude=snapshot.unavailable_in(
-                        model.version_id, model.recommender.item_ids),
+                    anchor, k=pool, exclude=_unavailable(snapshot, model),
                     allowed=_allowed(snapshot, category),
                 )]
             except KeyError:
@@ -241,6 +238,11 @@ def active_model() -> LoadedModel | None:
 @lru_cache(maxsize=4)
 def known_items(model: LoadedModel) -> frozenset[str]:
     return frozenset(model.recommender.item_ids)
+
+
+def _unavailable(snapshot: CatalogSnapshot, model: LoadedModel) -> frozenset[str]:
+    """The model's products that may not be shown (passed as ``exclude``: usually few)."""
+    return snapshot.unavailable_in(model.version_id, known_items(model))
 
 
 def _version(model: LoadedModel | None) -> str:

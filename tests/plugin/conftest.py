@@ -10,6 +10,14 @@ from django.contrib.auth.models import User
 
 from demo.models import Category, Order, OrderLine, Product
 
+# The recommendation tests' shop and tiny trained model (fixtures, see recs_fixtures).
+from tests.plugin.recs_fixtures import (  # noqa: F401
+    active_model,
+    corrupt_model,
+    recs_shop,
+    trained_artifact,
+)
+
 
 @dataclass
 class TinyShop:

@@ -1,0 +1,223 @@
+"""The service layer: for-you, similar, bought-together and recently-viewed lists, with the real
+tiny model, without it, and with a broken one; freshness and per-shopper caching."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+from django.test import override_settings
+
+from shop_recs.events import record_event
+from shop_recs.services import (
+    ProductNotFound,
+    Shopper,
+    bought_together,
+    clamp_limit,
+    for_you,
+    recently_viewed,
+    similar,
+)
+from shop_recs.services.shopper import load_history
+from tests.plugin.recs_fixtures import COFFEE, NEW_TEA, TEA, RecsShop
+
+
+def category_share(ids: list[str], category: list[str]) -> float:
+    return sum(pid in category for pid in ids) / len(ids)
+
+
+class TestForYou:
+    def test_the_model_reads_the_shoppers_history(self, recs_shop: RecsShop, active_model) -> None:
+        recs_shop.view(11, 12, 13, user=recs_shop.alice)
+        recs = for_you(Shopper.for_user(recs_shop.alice), 3)
+        assert recs.source == "model" and recs.model_version == active_model.label
+        assert len(recs) == 3
+        assert category_share(recs.product_ids, TEA) >= 2 / 3
+        assert not {"11", "12", "13"} & set(recs.product_ids)  # already seen
+        tea_items = [item for item in recs if item.product_id in TEA]
+        assert all(item.reason.startswith("Because you viewed ") for item in tea_items)
+        assert all(item.model_version == active_model.label for item in recs)
+        assert [item.position for item in recs] == [1, 2, 3]
+
+    def test_a_new_event_changes_the_next_list_at_once(self, recs_shop, active_model) -> None:
+        shopper = Shopper.for_user(recs_shop.alice)
+        recs_shop.view(11, 12, user=recs_shop.alice)
+        before = for_you(shopper, 3)
+        assert category_share(before.product_ids, TEA) >= 2 / 3
+        recs_shop.view(21, 22, 23, user=recs_shop.alice)  # a switch to coffee
+        after = for_you(shopper, 3)
+        assert category_share(after.product_ids, COFFEE) >= 2 / 3
+
+    def test_a_purchase_is_named_in_the_reason(self, recs_shop, active_model) -> None:
+        recs_shop.buy(31, user=recs_shop.alice)
+        recs = for_you(Shopper.for_user(recs_shop.alice), 4)
+        assert any(item.reason == "Because you bought Stovetop Kettle" for item in recs)
+
+    def test_a_guest_gets_a_list_from_the_sessions_events(self, recs_shop, active_model) -> None:
+        recs_shop.view(21, 22, 23, session_key="guest-session-1")
+        recs = for_you(Shopper(session_key="guest-session-1"), 3)
+        assert recs.source == "model"
+        assert category_share(recs.product_ids, COFFEE) >= 2 / 3
+
+    def test_a_newcomer_gets_popular_products(self, recs_shop, active_model) -> None:
+        recs_shop.buy(33, 33, user=recs_shop.bob)
+        recs_shop.view(33, 22, user=recs_shop.bob)
+        recs = for_you(Shopper.for_user(recs_shop.alice), 2)
+        assert recs.source == "popular" and recs.model_version == ""
+        assert recs.product_ids[0] == "33"
+        assert recs.items[0].reason == "Trending now"
+
+    def test_two_shoppers_with_the_same_history_keep_their_own_purchases(
+        self, recs_shop, active_model
+    ) -> None:
+        """The cache key is per shopper: Bob never gets Alice's list (nor she his)."""
+        for user in (recs_shop.alice, recs_shop.bob):
+            recs_shop.view(11, 12, user=user)
+        top = for_you(Shopper.for_user(recs_shop.alice), 1).product_ids[0]
+        recs_shop.buy(top, user=recs_shop.bob)
+        recs_shop.view(11, 12, user=recs_shop.alice)  # same events again for both
+        recs_shop.view(11, 12, user=recs_shop.bob)
+        assert top in for_you(Shopper.for_user(recs_shop.alice), 3).product_ids
+        assert top not in for_you(Shopper.for_user(recs_shop.bob), 10).product_ids
+
+    def test_an_unknown_visitor_gets_a_list(self, recs_shop, active_model) -> None:
+        recs_shop.view(12, 12, user=recs_shop.bob)
+        assert for_you(Shopper(), 2).product_ids[0] == "12"
+
+
+class TestFallbacks:
+    def test_without_a_model_popular_products_of_the_shoppers_categories(
+        self, recs_shop, caplog
+    ) -> None:
+        recs_shop.view(22, 22, 22, 35, user=recs_shop.bob)  # coffee 22 is popular
+        recs_shop.view(21, user=recs_shop.alice)
+        with caplog.at_level(logging.INFO, logger="shop_recs"):
+            recs = for_you(Shopper.for_user(recs_shop.alice), 3)
+        assert recs.source == "popular" and recs.model_version == ""
+        assert recs.product_ids[0] == "22"
+        assert recs.items[0].reason == "Popular in Coffee"
+        assert "popularity fallback (no active model)" in caplog.text
+
+    def test_a_corrupt_model_is_logged_and_replaced_by_the_fallback(
+        self, recs_shop, corrupt_model, caplog
+    ) -> None:
+        recs_shop.view(11, 12, user=recs_shop.alice)
+        with caplog.at_level(logging.INFO, logger="shop_recs"):
+            recs = for_you(Shopper.for_user(recs_shop.alice), 3)
+            similar_recs = similar(11, Shopper(), 3)
+        assert recs.source == "popular" and len(recs) == 3
+        assert similar_recs.source == "popular" and len(similar_recs) == 3
+        assert f"Model {corrupt_model.label} could not be loaded" in caplog.text
+
+    def test_a_model_that_fails_while_scoring_is_logged(
+        self, recs_shop, active_model, monkeypatch, caplog
+    ) -> None:
+        def broken(*args, **kwargs):
+            raise RuntimeError("scoring exploded")
+
+        monkeypatch.setattr(active_model.recommender, "recommend", broken)
+        recs_shop.view(11, 12, user=recs_shop.alice)
+        recs = for_you(Shopper.for_user(recs_shop.alice), 3)
+        assert recs.source == "popular" and len(recs) == 3
+        assert "failed on a for-you list" in caplog.text and "scoring exploded" in caplog.text
+
+    def test_a_new_shop_shows_its_newest_products(self, recs_shop) -> None:
+        recs = similar(31, Shopper(), 3)
+        assert recs.product_ids == ["36", "35", "34"]
+        assert recs.items[0].reason == "New in Kettles"
+
+
+class TestSimilar:
+    def test_similar_products_come_from_the_model(self, recs_shop, active_model) -> None:
+        recs = similar(recs_shop.product(21), Shopper(), 4)
+        assert recs.source == "model" and recs.model_version == active_model.label
+        assert "21" not in recs.product_ids
+        assert category_share(recs.product_ids, COFFEE) >= 0.75
+        assert recs.items[0].reason == "Similar to Espresso Coffee Beans"
+
+    def test_a_product_the_model_never_saw_gets_text_similarity(
+        self, recs_shop, active_model
+    ) -> None:
+        recs = similar(NEW_TEA, Shopper(), 3)
+        assert recs.source == "text"
+        assert category_share(recs.product_ids, TEA) == 1.0
+
+    def test_an_unknown_product_is_refused(self, recs_shop, active_model) -> None:
+        with pytest.raises(ProductNotFound):
+            similar("999", Shopper())
+        with pytest.raises(ProductNotFound):
+            similar("not-a-number", Shopper())
+
+
+class TestBoughtTogether:
+    def test_co_purchases_come_first(self, recs_shop, active_model) -> None:
+        for user in (recs_shop.alice, recs_shop.bob):
+            recs_shop.buy(11, 32, user=user)  # tea with an electric kettle
+        recs = bought_together(11, Shopper(), 4)
+        assert recs.product_ids[0] == "32"
+        assert recs.items[0].reason == "Often bought with Sencha Green Tea"
+        assert recs.source == "co-purchase+model" and recs.model_version == active_model.label
+        assert all(item.reason == "Goes well with Sencha Green Tea" for item in recs.items[1:])
+
+    def test_purchases_far_apart_are_not_together(self, recs_shop) -> None:
+        recs_shop.clock -= dt.timedelta(days=5)
+        recs_shop.buy(11, user=recs_shop.alice)
+        recs_shop.clock += dt.timedelta(days=3)
+        recs_shop.buy(34, user=recs_shop.alice)
+        recs_shop.buy(11, 35, user=recs_shop.bob)
+        with override_settings(SHOP_RECS={**_settings(), "BOUGHT_TOGETHER_WINDOW_HOURS": 24}):
+            recs = bought_together(11, Shopper(), 2)
+        assert recs.product_ids[0] == "35" and "34" not in recs.product_ids[:1]
+        assert recs.source == "co-purchase"
+
+    def test_a_reseller_counts_once(self, recs_shop) -> None:
+        recs_shop.buy(*[11, 33] * 5, user=recs_shop.alice)
+        recs_shop.buy(11, 34, user=recs_shop.bob)
+        recs_shop.buy(11, 34, session_key="guest-buyer")
+        assert bought_together(11, Shopper(), 2).product_ids == ["34", "33"]
+
+
+class TestRecentlyViewed:
+    def test_newest_first_without_repeats_or_unavailable_products(self, recs_shop) -> None:
+        recs_shop.view(11, 21, 38, 11, 31, user=recs_shop.alice)
+        recs_shop.record("add_to_cart", 22, user=recs_shop.alice)
+        recs = recently_viewed(Shopper.for_user(recs_shop.alice), 10, exclude=["31"])
+        assert recs.product_ids == ["11", "21"]  # 38 is sold out, 31 excluded, 22 not viewed
+        assert recs.items[0].reason == "You viewed this recently"
+
+    def test_another_shopper_sees_only_their_own(self, recs_shop) -> None:
+        recs_shop.view(11, user=recs_shop.alice)
+        assert not recently_viewed(Shopper.for_user(recs_shop.bob))
+
+
+def test_history_is_the_latest_events_in_time_order(recs_shop) -> None:
+    recs_shop.view(11, 12, 13, user=recs_shop.alice)
+    with override_settings(SHOP_RECS={**_settings(), "HISTORY_LENGTH": 2}):
+        history = load_history(Shopper.for_user(recs_shop.alice))
+    assert history.product_ids == ("12", "13") and history.kinds == ("view", "view")
+
+
+def test_showing_a_list_does_not_change_the_history(recs_shop) -> None:
+    """Impressions are not behaviour: they must not bust the shopper's cached list."""
+    shopper = Shopper.for_user(recs_shop.alice)
+    recs_shop.view(11, user=recs_shop.alice)
+    before = load_history(shopper).fingerprint
+    record_event(kind="rec_impression", user=recs_shop.alice, context={"placement": "for_you"})
+    assert load_history(shopper).fingerprint == before
+    recs_shop.view(12, user=recs_shop.alice)
+    assert load_history(shopper).fingerprint != before
+
+
+def test_limits_are_capped_and_checked(recs_shop) -> None:
+    assert clamp_limit(None) == 8
+    assert clamp_limit(500) == 50
+    for bad in (0, -1, "3", 2.5, True):
+        with pytest.raises(ValueError):
+            clamp_limit(bad)
+
+
+def _settings() -> dict:
+    from django.conf import settings
+
+    return dict(settings.SHOP_RECS)
