@@ -102,6 +102,14 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = "CELERY_BROKER_URL" not in os.environ
 CELERY_TASK_EAGER_PROPAGATES = True
+# What the plugin relies on (see README, "Operating it"): a worker takes one task at a time
+# (training is long and memory-hungry), and broker messages are visible again after this long
+# if unacknowledged (training acknowledges on receipt, so it is never delivered twice).
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600)),
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
