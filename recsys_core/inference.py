@@ -1,0 +1,310 @@
+"""Serving a trained model: top-k for a shopper, similar items, re-ranking, cold products.
+
+The item table is computed once when the Recommender is built; a request then costs one small
+Transformer pass over the shopper's history, one matrix-vector product with the table and an
+`argpartition`, which keeps top-10 over 50,000 products within a few milliseconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsys_core.data import KIND_INDEX
+from recsys_core.evaluation import ScoreFn
+from recsys_core.model import SeqRecModel, pad_histories
+
+_BATCH = 256  # shoppers per forward pass in recommend_batch
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One recommended item; `reason_item` is the history item that supports it most."""
+
+    item: str
+    score: float
+    reason_item: str | None
+
+
+class Recommender:
+    """A trained model plus its item id map, ready to answer requests (external string ids)."""
+
+    def __init__(
+        self,
+        model: SeqRecModel,
+        item_ids: Sequence[str],
+        *,
+        version_info: dict[str, Any] | None = None,
+        text_model_id: str | None = None,
+        text_embeddings: np.ndarray | None = None,
+        item_counts: np.ndarray | None = None,
+    ) -> None:
+        """`text_embeddings` [n_items, dim] is only needed for a model that does not use text
+        itself (it keeps its own); `item_counts` [n_items + 1] ranks items for an empty history.
+        """
+        config = model.config
+        if len(item_ids) != config.n_items:
+            raise ValueError(f"{len(item_ids)} item ids for a model of {config.n_items} items")
+        self.model = model.eval().cpu()
+        self.version_info = version_info or {}
+        self.text_model_id = text_model_id
+        self._item_ids = [str(item) for item in item_ids]
+        self._index = {item: position + 1 for position, item in enumerate(self._item_ids)}
+        if len(self._index) != len(self._item_ids):
+            raise ValueError("item_ids contains duplicates")
+        if config.use_text:
+            text_embeddings = self.model.text_embeddings[1:].numpy()
+        self._text = None if text_embeddings is None else np.asarray(text_embeddings, np.float32)
+        self._counts = None if item_counts is None else np.asarray(item_counts, np.float64)
+        with torch.inference_mode():
+            self._table = self.model.item_vectors().float().contiguous()
+        self._unit_table: np.ndarray | None = None
+
+    # ----------------------------------------------------------------- catalogue
+    @property
+    def item_ids(self) -> list[str]:
+        return list(self._item_ids)
+
+    @property
+    def text_embeddings(self) -> np.ndarray | None:
+        """Text embedding per item (for personalised search), aligned with `item_ids`."""
+        return self._text
+
+    def item_vectors(self) -> np.ndarray:
+        """The learned vector of every item [n_items, d], aligned with `item_ids`."""
+        return self._table[1:].numpy().copy()
+
+    def add_items(self, item_ids: Sequence[str], text_embeddings: np.ndarray) -> None:
+        """Make products added after training recommendable, placed by their text alone."""
+        new_ids = [str(item) for item in item_ids]
+        embeddings = np.asarray(text_embeddings, dtype=np.float32)
+        if self._text is None or not self.model.config.use_text:
+            raise ValueError("this model was trained without text: it cannot place new items")
+        if embeddings.shape != (len(new_ids), self._text.shape[1]):
+            raise ValueError(
+                f"text_embeddings has shape {embeddings.shape}, "
+                f"expected ({len(new_ids)}, {self._text.shape[1]})"
+            )
+        known = [item for item in new_ids if item in self._index]
+        if known or len(set(new_ids)) != len(new_ids):
+            raise ValueError(f"items already in the catalogue or repeated: {known[:5] or new_ids}")
+        with torch.inference_mode():
+            vectors = self.model.project_text(torch.from_numpy(embeddings)).float()
+        self._table = torch.cat([self._table, vectors]).contiguous()
+        for item in new_ids:
+            self._item_ids.append(item)
+            self._index[item] = len(self._item_ids)
+        self._text = np.concatenate([self._text, embeddings])
+        if self._counts is not None:
+            self._counts = np.concatenate([self._counts, np.zeros(len(new_ids))])
+        self._unit_table = None
+
+    # ----------------------------------------------------------------- requests
+    def recommend(
+        self,
+        history: Sequence[str],
+        k: int = 10,
+        *,
+        kinds: Sequence[str] | None = None,
+        exclude: Iterable[str] = (),
+        allowed: Iterable[str] | None = None,
+        exclude_history: bool = True,
+    ) -> list[Scored]:
+        """Top-k items for one shopper; unknown history items and unknown kinds are ignored.
+
+        With no known history the ranking falls back to training popularity (no reason).
+        """
+        return self.recommend_batch(
+            [history],
+            k,
+            kinds=None if kinds is None else [kinds],
+            excludes=[exclude],
+            allowed=allowed,
+            exclude_history=exclude_history,
+        )[0]
+
+    def recommend_batch(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        *,
+        kinds: Sequence[Sequence[str] | None] | None = None,
+        excludes: Sequence[Iterable[str]] | None = None,
+        allowed: Iterable[str] | None = None,
+        exclude_history: bool = True,
+    ) -> list[list[Scored]]:
+        """`recommend` for many shoppers, one Transformer pass per batch of shoppers."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if kinds is not None and len(kinds) != len(histories):
+            raise ValueError(f"{len(histories)} histories but {len(kinds)} kind lists")
+        if excludes is not None and len(excludes) != len(histories):
+            raise ValueError(f"{len(histories)} histories but {len(excludes)} exclude lists")
+        allowed_mask = self._allowed_mask(allowed)
+        encoded = [
+            self._encode(history, None if kinds is None else kinds[row])
+            for row, history in enumerate(histories)
+        ]
+        results: list[list[Scored]] = []
+        for start in range(0, len(encoded), _BATCH):
+            chunk = encoded[start : start + _BATCH]
+            scores = self._scores(chunk)
+            for offset, (items, _) in enumerate(chunk):
+                row = scores[offset]
+                row[0] = -np.inf
+                if exclude_history:
+                    row[items] = -np.inf
+                if excludes is not None:
+                    row[self._known(excludes[start + offset])] = -np.inf
+                if allowed_mask is not None:
+                    row[~allowed_mask] = -np.inf
+                results.append(self._top(row, k, items))
+        return results
+
+    def similar_items(
+        self,
+        item: str,
+        k: int = 10,
+        *,
+        exclude: Iterable[str] = (),
+        allowed: Iterable[str] | None = None,
+    ) -> list[Scored]:
+        """Items whose learned vectors are closest (cosine) to `item`; KeyError if unknown."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        index = self._index.get(str(item))
+        if index is None:
+            raise KeyError(f"unknown item {item!r}")
+        if self._unit_table is None:
+            table = self._table.numpy()
+            norms = np.linalg.norm(table, axis=1, keepdims=True)
+            self._unit_table = table / np.maximum(norms, 1e-12)
+        scores = self._unit_table @ self._unit_table[index]
+        scores[0] = -np.inf
+        scores[index] = -np.inf
+        scores[self._known(exclude)] = -np.inf
+        allowed_mask = self._allowed_mask(allowed)
+        if allowed_mask is not None:
+            scores[~allowed_mask] = -np.inf
+        return [
+            Scored(found.item, found.score, str(item))
+            for found in self._top(scores, k, np.zeros(0, dtype=np.int64))
+        ]
+
+    def score(
+        self,
+        history: Sequence[str],
+        candidates: Sequence[str],
+        kinds: Sequence[str] | None = None,
+    ) -> np.ndarray:
+        """Model scores of `candidates` for this shopper (for re-ranking a given list).
+
+        Unknown candidates score -inf; with no known history the score is log(1 + training
+        count) when counts are known, else 0.
+        """
+        items, item_kinds = self._encode(history, kinds)
+        if len(items):
+            row = self._scores([(items, item_kinds)])[0]
+        elif self._counts is not None:
+            row = np.log1p(self._counts)
+        else:
+            row = np.zeros(len(self._table))
+        positions = np.array([self._index.get(str(c), 0) for c in candidates], dtype=np.int64)
+        scored = row[positions].astype(np.float32)
+        scored[positions == 0] = -np.inf
+        return scored
+
+    def as_score_fn(self, item_ids: Sequence[str]) -> ScoreFn:
+        """This model as the evaluator's ScoreFn over another catalogue's internal indices.
+
+        Index i of `item_ids` (1-based) is mapped to this model's item of the same id; items
+        this model does not know score -inf and are dropped from histories. The training
+        pipeline evaluates new and active versions through this, i.e. through serving code.
+        """
+        ours = np.array([0] + [self._index.get(str(i), 0) for i in item_ids], dtype=np.int64)
+        unknown = ours == 0
+
+        def score(histories: list[np.ndarray], kinds: list[np.ndarray]) -> np.ndarray:
+            encoded = []
+            for history, history_kinds in zip(histories, kinds, strict=True):
+                mapped = ours[np.asarray(history, dtype=np.int64)]
+                keep = mapped > 0
+                encoded.append((mapped[keep], np.asarray(history_kinds, dtype=np.int64)[keep]))
+            scores = self._scores(encoded)[:, ours]
+            scores[:, unknown] = -np.inf
+            return scores
+
+        return score
+
+    # ----------------------------------------------------------------- internals
+    def _encode(
+        self, history: Sequence[str], kinds: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """External ids (and kind names) -> internal arrays, dropping unknown items and kinds."""
+        if kinds is not None and len(kinds) != len(history):
+            raise ValueError(f"history has {len(history)} items but kinds has {len(kinds)}")
+        default = self.model.config.default_kind
+        items, item_kinds = [], []
+        for position, item in enumerate(history):
+            index = self._index.get(str(item))
+            kind = default if kinds is None else KIND_INDEX.get(kinds[position])
+            if index is not None and kind is not None:
+                items.append(index)
+                item_kinds.append(kind)
+        return np.array(items, dtype=np.int64), np.array(item_kinds, dtype=np.int64)
+
+    def _scores(self, encoded: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Scores [B, n_items + 1]; rows of empty histories get training popularity."""
+        config = self.model.config
+        items, kinds, lengths = pad_histories(
+            [e[0] for e in encoded], [e[1] for e in encoded], config.max_len, config.default_kind
+        )
+        with torch.inference_mode():
+            users = self.model.user_vectors(items, kinds, lengths, self._table)
+            scores = (users @ self._table.t()).numpy()
+        empty = lengths.numpy() == 0
+        if empty.any():
+            fallback = np.log1p(self._counts) if self._counts is not None else -np.inf
+            scores[empty] = fallback
+        return scores
+
+    def _top(self, scores: np.ndarray, k: int, history: np.ndarray) -> list[Scored]:
+        """The k best finite scores, best first, each with its supporting history item."""
+        finite = np.isfinite(scores)
+        k = min(k, int(finite.sum()))
+        if k == 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        reasons = self._reasons(top, history)
+        return [
+            Scored(self._item_ids[i - 1], float(scores[i]), reason)
+            for i, reason in zip(top, reasons, strict=True)
+        ]
+
+    def _reasons(self, top: np.ndarray, history: np.ndarray) -> list[str | None]:
+        """For each recommended item, the history item whose vector has the largest dot
+        product with it: the past event that pulls this recommendation up most."""
+        if not len(history):
+            return [None] * len(top)
+        candidates = np.unique(history)
+        table = self._table.numpy()
+        support = table[candidates] @ table[top].T  # [history items, recommended]
+        best = candidates[support.argmax(axis=0)]
+        return [self._item_ids[i - 1] for i in best]
+
+    def _known(self, items: Iterable[str]) -> np.ndarray:
+        return np.array(
+            [self._index[i] for i in map(str, items) if i in self._index], dtype=np.int64
+        )
+
+    def _allowed_mask(self, allowed: Iterable[str] | None) -> np.ndarray | None:
+        if allowed is None:
+            return None
+        mask = np.zeros(len(self._table), dtype=bool)
+        mask[self._known(allowed)] = True
+        return mask

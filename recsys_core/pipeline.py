@@ -1,0 +1,197 @@
+"""One call from interaction data to a saved, evaluated model version.
+
+The shop's Celery job and the quality benchmarks both call `train_version`, so what the
+benchmarks measure is what the shop runs: encode item texts (cached), split leave-one-out,
+train with early stopping on validation, evaluate the model, the baselines and any rival
+(the active version) on the test split with the one evaluator, save the version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recsys_core.artifacts import load_version, save_version
+from recsys_core.baselines import ItemKNN, PopularityModel
+from recsys_core.config import ModelConfig, TrainConfig
+from recsys_core.data import SequenceData, item_counts, leave_one_out
+from recsys_core.evaluation import EvalReport, ScoreFn, evaluate
+from recsys_core.inference import Recommender
+from recsys_core.text import TextEncoder
+from recsys_core.training import Progress, ProgressFn, train
+
+# Share of the overall progress bar each phase takes (training dominates).
+_EMBED_END, _TRAIN_END, _EVALUATE_END = 0.10, 0.90, 0.97
+
+
+@dataclass
+class PipelineResult:
+    recommender: Recommender
+    metrics: dict[str, dict[str, Any]]
+    """Per model ("model", "popularity", "itemknn", rivals): the test metrics (ndcg@10, ...)
+    plus "slices" and "n_cases"."""
+    manifest: dict[str, Any]
+    history: list[dict[str, float]]
+    best_epoch: int
+    train_seconds: float
+
+
+def train_version(
+    data: SequenceData,
+    *,
+    model_config_overrides: Mapping[str, Any] | None = None,
+    train_config: TrainConfig,
+    text_encoder: TextEncoder | None,
+    output_dir: Path,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    baseline_scores: bool = True,
+    compare_with: Mapping[str, Recommender] | None = None,
+    checkpoint_dir: Path | None = None,
+) -> PipelineResult:
+    """Train, evaluate and save one model version into `output_dir` (created atomically).
+
+    The model uses text when the data has item texts and an encoder is given, unless
+    `model_config_overrides` says `use_text=False`. `compare_with` maps names to other
+    recommenders (the active version) evaluated on the same test cases.
+    """
+    report = progress or (lambda _progress: None)
+    overrides = dict(model_config_overrides or {})
+    if "n_items" in overrides:
+        raise ValueError("n_items comes from the data; do not override it")
+
+    texts = _encode_texts(data, text_encoder, report)
+    use_text = bool(overrides.pop("use_text", texts is not None))
+    if use_text and texts is None:
+        raise ValueError("use_text=True needs item texts in the data and a text_encoder")
+    split = leave_one_out(data)
+    if len(split.test_target) == 0:
+        raise ValueError(
+            "not enough data to evaluate: no shopper has 3 or more events "
+            "(one for training, one for validation, one for testing)"
+        )
+    train_counts = item_counts(split.train, data.n_items)
+    model_config = ModelConfig(
+        n_items=data.n_items,
+        use_text=use_text,
+        text_dim=texts.shape[1] if texts is not None else ModelConfig.text_dim,
+        default_kind=_commonest_kind(split.train_kinds),
+        **overrides,
+    )
+
+    result = train(
+        split,
+        data.n_items,
+        texts if use_text else None,
+        model_config,
+        train_config,
+        progress=_rescaled(report, _EMBED_END, _TRAIN_END),
+        checkpoint_dir=checkpoint_dir,
+        should_stop=should_stop,
+    )
+
+    report(Progress("evaluate", None, None, None, None, _TRAIN_END))
+    all_counts = item_counts(data.sequences, data.n_items)
+    text_model_id = text_encoder.model_id if texts is not None and text_encoder else None
+    trained = Recommender(
+        result.model,
+        data.item_ids,
+        text_model_id=text_model_id,
+        text_embeddings=None if use_text else texts,
+        item_counts=all_counts,
+    )
+    rivals: dict[str, ScoreFn] = {"model": trained.as_score_fn(data.item_ids)}
+    if baseline_scores:
+        rivals["popularity"] = PopularityModel().fit(split.train, data.n_items)
+        rivals["itemknn"] = ItemKNN().fit(split.train, data.n_items)
+    for name, rival in (compare_with or {}).items():
+        if name in rivals:
+            raise ValueError(f"compare_with name {name!r} clashes with a built-in model")
+        rivals[name] = rival.as_score_fn(data.item_ids)
+    metrics = {
+        name: _as_dict(
+            evaluate(
+                score_fn,
+                split.test_history,
+                split.test_kinds,
+                split.test_target,
+                data.n_items,
+                batch_size=train_config.eval_batch_size,
+                train_item_counts=train_counts,
+            )
+        )
+        for name, score_fn in rivals.items()
+    }
+
+    report(Progress("save", None, None, None, None, _EVALUATE_END))
+    manifest = save_version(
+        Path(output_dir),
+        result.model,
+        model_config,
+        train_config,
+        data.item_ids,
+        metrics,
+        text_model_id,
+        texts,
+        extra={
+            "best_epoch": result.best_epoch,
+            "stopped": result.stopped,
+            "train_seconds": round(result.train_seconds, 3),
+            "history": result.history,
+            "data": {
+                "users": len(data.users),
+                "items": data.n_items,
+                "interactions": data.n_interactions,
+                "test_cases": int(len(split.test_target)),
+            },
+            "split": "leave_one_out",
+        },
+        item_counts=all_counts,
+    )
+    recommender = load_version(Path(output_dir))
+    report(Progress("done", result.best_epoch, None, None, metrics["model"], 1.0))
+    return PipelineResult(
+        recommender=recommender,
+        metrics=metrics,
+        manifest=manifest,
+        history=result.history,
+        best_epoch=result.best_epoch,
+        train_seconds=result.train_seconds,
+    )
+
+
+def _encode_texts(
+    data: SequenceData, encoder: TextEncoder | None, report: ProgressFn
+) -> np.ndarray | None:
+    if encoder is None or data.item_texts is None:
+        return None
+
+    def embedded(done: int, total: int) -> None:
+        fraction = _EMBED_END * done / max(total, 1)
+        report(Progress("embed", None, None, None, None, fraction))
+
+    return encoder.encode(data.item_texts, progress=embedded)
+
+
+def _rescaled(report: ProgressFn, start: float, end: float) -> ProgressFn:
+    """Training reports 0..1 for itself; the pipeline's bar gives it [start, end]."""
+
+    def forward(progress: Progress) -> None:
+        report(replace(progress, fraction=start + (end - start) * progress.fraction))
+
+    return forward
+
+
+def _commonest_kind(kinds: list[np.ndarray]) -> int:
+    """Kind used for histories given without kinds: the one the model saw most in training."""
+    counts = np.bincount(np.concatenate([np.asarray(k, dtype=np.int64) for k in kinds]))
+    counts[0] = 0
+    return int(counts.argmax()) if counts.sum() else ModelConfig.default_kind
+
+
+def _as_dict(report: EvalReport) -> dict[str, Any]:
+    return {**report.metrics, "slices": report.slices, "n_cases": report.n_cases}

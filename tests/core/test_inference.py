@@ -1,0 +1,182 @@
+"""Recommender: top-k, exclusions, reasons, batches, similar items, re-ranking, cold items."""
+
+import numpy as np
+import pytest
+import torch
+from seqrec_fixtures import N_CATEGORIES, TEXT_DIM, make_shop
+
+from recsys_core.config import ModelConfig, TrainConfig
+from recsys_core.data import item_counts
+from recsys_core.inference import Recommender
+from recsys_core.model import score_histories
+from recsys_core.training import train
+
+SHOP = make_shop()
+
+
+@pytest.fixture(scope="module")
+def recommender() -> Recommender:
+    config = ModelConfig(n_items=SHOP.n_items, d_model=32, n_heads=2, n_layers=1, max_len=10,
+                         text_dim=TEXT_DIM, dropout=0.1, id_dropout=0.2)
+    result = train(SHOP.split, SHOP.n_items, SHOP.texts, config,
+                   TrainConfig(epochs=12, batch_size=32, lr=3e-3, seed=3, num_threads=1))
+    counts = item_counts(SHOP.data.sequences, SHOP.n_items)
+    return Recommender(result.model, SHOP.data.item_ids, text_model_id="synthetic",
+                       item_counts=counts)
+
+
+def ids(*indices: int) -> list[str]:
+    return [SHOP.data.item_ids[i - 1] for i in indices]
+
+
+def test_recommends_the_next_item_of_the_walk_first(recommender):
+    # Category 0 holds items 1..8 in walking order: after 2, 3 comes 4.
+    found = recommender.recommend(ids(2, 3), k=5)
+    assert len(found) == 5
+    assert found[0].item == ids(4)[0]
+    assert [s.score for s in found] == sorted((s.score for s in found), reverse=True)
+
+
+def test_scores_equal_the_models_own_scores(recommender):
+    model = recommender.model
+    expected = score_histories(model, model.item_vectors().detach(), [np.array([2, 3])],
+                               [np.array([model.config.default_kind] * 2)])[0]
+    found = recommender.recommend(ids(2, 3), k=3)
+    for scored in found:
+        index = recommender.item_ids.index(scored.item) + 1
+        assert scored.score == pytest.approx(float(expected[index]), rel=1e-5)
+
+
+def test_history_exclusions_and_allowed_items_are_respected(recommender):
+    history = ids(2, 3)
+    assert not {s.item for s in recommender.recommend(history, k=40)} & set(history)
+    with_history = recommender.recommend(history, k=40, exclude_history=False)
+    assert set(history) <= {s.item for s in with_history}
+    excluded = recommender.recommend(history, k=5, exclude=ids(4))
+    assert ids(4)[0] not in {s.item for s in excluded}
+    allowed = ids(7, 12, 30)
+    limited = recommender.recommend(history, k=10, allowed=allowed)
+    assert sorted(s.item for s in limited) == sorted(allowed)
+
+
+def test_unknown_items_and_kinds_in_the_history_are_ignored(recommender):
+    plain = recommender.recommend(ids(2, 3), k=5)
+    noisy = recommender.recommend(["unknown", *ids(2), "gone", *ids(3)], k=5)
+    assert noisy == plain
+    with_kinds = recommender.recommend(ids(2, 9, 3), k=5, kinds=["view", "impression", "view"])
+    assert [s.item for s in with_kinds] == [
+        s.item for s in recommender.recommend(ids(2, 3), k=5, kinds=["view", "view"])
+    ]
+    with pytest.raises(ValueError, match="2 items but kinds has 1"):
+        recommender.recommend(ids(2, 3), kinds=["view"])
+
+
+def test_empty_history_falls_back_to_popularity(recommender):
+    counts = item_counts(SHOP.data.sequences, SHOP.n_items)
+    found = recommender.recommend(["nobody-knows-this"], k=3)
+    top_counts = np.sort(counts[1:])[::-1][:3]
+    assert [counts[recommender.item_ids.index(s.item) + 1] for s in found] == list(top_counts)
+    assert all(s.reason_item is None for s in found)
+
+
+def test_reason_is_the_history_item_with_the_strongest_support(recommender):
+    history = ids(2, 13, 27)
+    table = recommender.item_vectors()
+    history_rows = [recommender.item_ids.index(i) for i in history]
+    for scored in recommender.recommend(history, k=5):
+        row = recommender.item_ids.index(scored.item)
+        support = table[history_rows] @ table[row]
+        assert scored.reason_item == history[int(np.argmax(support))]
+
+
+def test_batch_gives_the_same_lists_as_single_calls(recommender):
+    histories = [ids(2, 3), ids(15), [], ids(21, 22, 23, 24)]
+    batch = recommender.recommend_batch(histories, k=4, excludes=[ids(4), [], [], []])
+    singles = [
+        recommender.recommend(histories[0], k=4, exclude=ids(4)),
+        *(recommender.recommend(h, k=4) for h in histories[1:]),
+    ]
+    assert len(batch) == len(singles)
+    for got, expected in zip(batch, singles, strict=True):
+        assert [s.item for s in got] == [s.item for s in expected]
+        assert [s.score for s in got] == pytest.approx([s.score for s in expected], rel=1e-5)
+
+
+def test_similar_items_stay_in_the_category(recommender):
+    item = ids(3)[0]
+    similar = recommender.similar_items(item, k=5)
+    assert item not in {s.item for s in similar}
+    categories = [SHOP.category[recommender.item_ids.index(s.item) + 1] for s in similar]
+    assert categories.count(0) >= 4
+    assert all(s.reason_item == item for s in similar)
+    with pytest.raises(KeyError, match="unknown item"):
+        recommender.similar_items("missing")
+
+
+def test_score_rerank_matches_recommend_and_marks_unknown_candidates(recommender):
+    history = ids(2, 3)
+    top = recommender.recommend(history, k=3)
+    scores = recommender.score(history, [s.item for s in top] + ["missing"])
+    assert scores[:3] == pytest.approx([s.score for s in top], rel=1e-5)
+    assert scores[3] == -np.inf
+
+
+def test_cold_items_are_scored_by_their_text(recommender):
+    # Cold items never occur in training; only their text tells their category.
+    cold_category = SHOP.category[SHOP.cold]
+    for category in range(N_CATEGORIES):
+        history = ids(category * 10 + 1, category * 10 + 2)
+        scores = recommender.score(history, ids(*SHOP.cold))
+        same, other = cold_category == category, cold_category != category
+        assert scores[same].mean() > scores[other].mean()
+
+
+def test_added_products_are_placed_by_text_alone(recommender):
+    rng = np.random.default_rng(5)
+    texts = 0.3 * rng.normal(size=(N_CATEGORIES, TEXT_DIM)).astype(np.float32)
+    texts[np.arange(N_CATEGORIES), np.arange(N_CATEGORIES)] += 1.0
+    texts /= np.linalg.norm(texts, axis=1, keepdims=True)
+    new = [f"new-{c}" for c in range(N_CATEGORIES)]
+    before = len(recommender.item_ids)
+    recommender.add_items(new, texts)
+    try:
+        assert recommender.item_ids[before:] == new
+        vectors = recommender.item_vectors()[before:]
+        with torch.inference_mode():
+            expected = recommender.model.project_text(torch.from_numpy(texts)).numpy()
+        np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
+        for category, item in enumerate(new):
+            history = ids(category * 10 + 1, category * 10 + 2)
+            scores = recommender.score(history, new)
+            assert int(np.argmax(scores)) == category
+            assert item in {s.item for s in recommender.recommend(history, k=40)}
+        with pytest.raises(ValueError, match="already in the catalogue"):
+            recommender.add_items(new[:1], texts[:1])
+        with pytest.raises(ValueError, match="shape"):
+            recommender.add_items(["other"], texts[:2])
+    finally:
+        recommender.__init__(recommender.model, SHOP.data.item_ids,
+                             item_counts=item_counts(SHOP.data.sequences, SHOP.n_items))
+
+
+def test_id_only_model_cannot_place_new_items():
+    config = ModelConfig(n_items=SHOP.n_items, d_model=16, n_heads=1, n_layers=1, use_text=False)
+    torch.manual_seed(0)
+    from recsys_core.model import SeqRecModel
+
+    plain = Recommender(SeqRecModel(config), SHOP.data.item_ids)
+    with pytest.raises(ValueError, match="without text"):
+        plain.add_items(["x"], np.zeros((1, TEXT_DIM), np.float32))
+
+
+def test_as_score_fn_maps_another_catalogue(recommender):
+    # The same items in reverse order plus one the model does not know.
+    other_ids = [*reversed(SHOP.data.item_ids), "foreign"]
+    position = {item: i + 1 for i, item in enumerate(other_ids)}
+    score_fn = recommender.as_score_fn(other_ids)
+    history = np.array([position[i] for i in ids(2, 3)])
+    scores = score_fn([history], [np.array([1, 1])])
+    assert scores.shape == (1, len(other_ids) + 1)
+    assert scores[0, position["foreign"]] == -np.inf
+    direct = recommender.score(ids(2, 3), ids(4, 9), kinds=["view", "view"])
+    assert scores[0, [position[i] for i in ids(4, 9)]] == pytest.approx(direct, rel=1e-5)
