@@ -177,8 +177,11 @@ class ShopAdapter:
             return str(product.pk)
         if product is None or isinstance(product, bool) or product == "":
             raise ValueError(f"{product!r} is not a product id")
+        pk_field = model._meta.pk
         try:
-            return str(model._meta.pk.to_python(product))
+            value = pk_field.to_python(product)
+            pk_field.run_validators(value)  # e.g. an integer beyond the column's range
+            return str(value)
         except ValidationError:
             raise ValueError(
                 f"{product!r} is not a valid {model._meta.label} primary key"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.core.signals import setting_changed
-from django.db.models import Exists, Model, OuterRef
+from django.db.models import Model, QuerySet
 
 from ..adapter import IN_CHUNK, get_adapter, resolve_lookup
 from ..conf import recs_settings
@@ -109,22 +109,27 @@ def _reset(*, setting: str, **kwargs) -> None:
 setting_changed.connect(_reset)
 
 
-def fetch_products(product_ids: Iterable[str]) -> tuple[dict[str, Model], set[str]]:
-    """The products with these ids (available or not) and the ids of the available ones.
+def fetch_products(
+    candidate_ids: Iterable[str], other_ids: Iterable[str] = ()
+) -> tuple[dict[str, Model], set[str]]:
+    """Product instances by id, and which of the candidates are available right now.
 
-    One query: availability is an EXISTS over the adapter's ``available_products()``, so an
-    adapter that overrides it is honoured exactly.
+    One indexed query for the candidates (through the adapter's ``available_products()``, so an
+    adapter that overrides it is honoured exactly), and one more only for ``other_ids`` (the
+    products reasons name) that are not among them.
     """
     adapter = get_adapter()
-    wanted = list(dict.fromkeys(product_ids))
-    if not wanted:
-        return {}, set()
-    queryset = adapter.all_products().filter(pk__in=wanted).annotate(
-        _shop_recs_available=Exists(adapter.available_products().filter(pk=OuterRef("pk")))
-    )
-    products = {str(p.pk): p for p in queryset}
-    available = {pid for pid, p in products.items() if p._shop_recs_available}
+    wanted = list(dict.fromkeys(candidate_ids))
+    products = _by_id(adapter.available_products(), wanted) if wanted else {}
+    available = set(products)
+    others = [pid for pid in dict.fromkeys(other_ids) if pid not in products]
+    if others:
+        products.update(_by_id(adapter.all_products(), others))
     return products, available
+
+
+def _by_id(queryset: QuerySet, product_ids: list[str]) -> dict[str, Model]:
+    return {str(p.pk): p for p in queryset.filter(pk__in=product_ids)}
 
 
 def categories_of(product_ids: Iterable[str], snapshot: CatalogSnapshot) -> dict[str, str | None]:

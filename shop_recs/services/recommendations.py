@@ -318,7 +318,7 @@ def _assemble(
 ) -> RecommendationList:
     head = ranked[: 2 * limit]  # spares for products that sold out since the snapshot
     reason_ids = [c.reason.product_id for c in head if c.reason.product_id]
-    products, available = fetch_products([c.product_id for c in head] + reason_ids)
+    products, available = fetch_products([c.product_id for c in head], reason_ids)
     adapter = get_adapter()
     impression_id = uuid.uuid4().hex[:16]
     items: list[RecommendedItem] = []

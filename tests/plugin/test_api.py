@@ -121,6 +121,7 @@ class TestAnotherUsersList:
         api.force_login(recs_shop.staff)
         assert api.get(f"{API}/users/999999/recommendations/").status_code == 404
         assert api.get(f"{API}/users/abc/recommendations/").status_code == 404
+        assert api.get(f"{API}/users/{'9' * 30}/recommendations/").status_code == 404
 
 
 class TestProductLists:
@@ -135,7 +136,7 @@ class TestProductLists:
         assert response.status_code == 200 and item_ids(response)[0] == "33"
 
     @pytest.mark.parametrize("kind", ["similar", "bought-together"])
-    @pytest.mark.parametrize("product", ["999", "not-a-product"])
+    @pytest.mark.parametrize("product", ["999", "not-a-product", "9" * 30, "-1"])
     def test_unknown_product_is_404(self, api, recs_shop, kind, product) -> None:
         response = api.get(f"{API}/products/{product}/{kind}/")
         assert response.status_code == 404 and response.json()["detail"]
@@ -205,6 +206,12 @@ class TestEvents:
         assert "kind" in results[6]["errors"]  # purchases come from orders
         assert results[7]["status"] == "invalid"
         assert not Event.objects.filter(user=recs_shop.bob).exists()
+
+    def test_an_id_beyond_the_database_range_is_just_invalid(self, api, recs_shop) -> None:
+        response = self.post(api, {"kind": "view", "product": "9" * 30},
+                             {"kind": "view", "product": "11"})
+        assert response.status_code == 200
+        assert [r["status"] for r in response.json()["results"]] == ["invalid", "stored"]
 
     def test_nothing_valid_is_a_400(self, api, recs_shop) -> None:
         response = self.post(api, {"kind": "view"})
