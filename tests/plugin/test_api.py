@@ -264,6 +264,19 @@ def test_throttled_requests_get_a_429(api, recs_shop) -> None:
     assert response.status_code == 429 and "throttled" in response.json()["detail"]
 
 
+def test_lists_still_answer_when_the_cache_is_down(api, recs_shop, active_model, caplog) -> None:
+    recs_shop.view(11, 12, user=recs_shop.alice)
+    api.force_login(recs_shop.alice)
+    unreachable = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                               "LOCATION": "redis://127.0.0.1:1/0"}}
+    with override_settings(CACHES=unreachable):
+        for url in (f"{API}/for-you/", f"{API}/products/11/similar/",
+                    f"{API}/products/11/bought-together/"):
+            response = api.get(url, {"limit": 3})
+            assert response.status_code == 200 and len(response.json()["items"]) == 3, url
+    assert "cache unavailable" in caplog.text
+
+
 def test_openapi_schema_and_browsable_api(api, recs_shop) -> None:
     schema = api.get(f"{API}/schema/", {"format": "json"})
     assert schema.status_code == 200
