@@ -1,9 +1,9 @@
 """The demo shop's pages: catalogue, product, search, a session cart, checkout and orders.
 
 Written the way an ordinary shop is written; the plugin only comes in where any shop would call
-it: the shopper's add-to-cart and search events go through ``shop_recs.events.record_event``,
-product views through the ``{% record_view %}`` tag, and purchases through the plugin's receiver
-on the order lines that checkout saves.
+it: the shopper's add-to-cart events go through ``shop_recs.events.record_event``, searches
+through the plugin's search service, product views through the ``{% record_view %}`` tag, and
+purchases through the plugin's receiver on the order lines that checkout saves.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Page, Paginator
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,6 +21,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from shop_recs.events import record_event, request_shopper
 from shop_recs.models import EventKind
+from shop_recs.services import Shopper
+from shop_recs.services.search import record_search
+from shop_recs.services.search import search as search_products
 
 from .models import Category, Order, OrderLine, Product
 
@@ -67,17 +70,14 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def search(request: HttpRequest) -> HttpResponse:
+    """The plugin's personalised search: words and meaning, typos corrected, the shopper's
+    taste re-ranking the best matches; the search and the results shown are recorded."""
     query = " ".join(request.GET.get("q", "").split())[:MAX_QUERY_LENGTH]
-    page = None
+    results = None
     if query:
-        products = _on_sale().filter(
-            Q(title__icontains=query) | Q(brand__icontains=query)
-            | Q(description__icontains=query) | Q(category__name__icontains=query)
-        )
-        page = _page(request, products)
-        if page.number == 1:  # the search itself, not each page turn
-            record_event(kind=EventKind.SEARCH, query=query, **request_shopper(request))
-    return render(request, "demo/search.html", {"q": query, "page": page})
+        results = search_products(Shopper.from_request(request), query, PAGE_SIZE)
+        record_search(request, results, channel="web")
+    return render(request, "demo/search.html", {"q": query, "results": results})
 
 
 # --- Cart and buying ------------------------------------------------------------------------

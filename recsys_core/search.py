@@ -60,9 +60,9 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
-def words(text: str) -> list[str]:
-    """Folded words (letters and digits) in order, unstemmed."""
-    return _WORD.findall(fold(text))
+def words(text: str, *, fold_accents: bool = True) -> list[str]:
+    """Lower-case words (letters and digits) in order, unstemmed; accents folded by default."""
+    return _WORD.findall(fold(text) if fold_accents else text.lower())
 
 
 def tokenize(text: str, *, stemmed: bool = True) -> list[str]:
@@ -372,6 +372,12 @@ class HybridSearch:
     def __len__(self) -> int:
         return self.keyword.n_documents
 
+    def set_embeddings(self, embeddings: np.ndarray) -> None:
+        """Swap in new embeddings (the rest of a large catalogue, embedded later)."""
+        if len(embeddings) != len(self):
+            raise ValueError(f"{len(embeddings)} embeddings for {len(self)} documents")
+        self.dense = DenseIndex(embeddings)
+
     def correct(self, query: str) -> Correction:
         return self.corrector.correct(query)
 
@@ -402,30 +408,31 @@ class HybridSearch:
 class Suggester:
     """Completions for a partly typed query: popular past queries first, then product titles.
 
-    Both lists are sorted once, so a prefix is found by binary search, not by a scan.
+    Titles are indexed once from the start of each of their words, sorted, so a prefix is found
+    by binary search rather than a scan of the catalogue. Past queries change more often than
+    titles, so they are passed to each call (most popular first).
     """
 
-    def __init__(self, titles: Iterable[str], queries: Mapping[str, int] | None = None) -> None:
-        ranked = sorted((queries or {}).items(), key=lambda kv: (-kv[1], kv[0]))
-        self._queries = [(q.strip().lower(), q.strip()) for q, _ in ranked if q.strip()]
+    def __init__(self, titles: Iterable[str]) -> None:
         entries: set[tuple[str, str]] = set()
         for title in titles:
             clean = " ".join(title.split())
-            if clean:
-                lowered = clean.lower()
-                # A title is found from its start and from the start of each later word.
-                for match in _WORD.finditer(lowered):
-                    entries.add((lowered[match.start() :], clean))
+            lowered = clean.lower()
+            for match in _WORD.finditer(lowered):
+                entries.add((lowered[match.start() :], clean))
         self._titles = sorted(entries)
 
-    def suggest(self, prefix: str, limit: int = 8) -> list[str]:
+    def suggest(
+        self, prefix: str, limit: int = 8, *, popular_queries: Sequence[str] = ()
+    ) -> list[str]:
         prefix = " ".join(prefix.lower().split())
         if not prefix or limit < 1:
             return []
         found: dict[str, str] = {}
-        for lowered, original in self._queries:
-            if lowered.startswith(prefix):
-                found.setdefault(lowered, original)
+        for query in popular_queries:
+            clean = " ".join(query.split())
+            if clean.lower().startswith(prefix):
+                found.setdefault(clean.lower(), clean)
                 if len(found) >= limit:
                     return list(found.values())
         start = _bisect_left(self._titles, prefix)

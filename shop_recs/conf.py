@@ -116,7 +116,7 @@ DEFAULTS: dict[str, Any] = {
     "SEARCH_KEYWORD_WEIGHT": 0.3,
     # How much the shopper's behaviour moves results (added to fused scores on a 0..1 scale);
     # small, so that it reorders relevant products but never buries the best match.
-    "SEARCH_PERSONAL_WEIGHT": 0.15,
+    "SEARCH_PERSONAL_WEIGHT": 0.25,
     # How many of the best matches the shopper's behaviour re-ranks.
     "SEARCH_RERANK_DEPTH": 100,
     # Longest query accepted, in characters (longer ones get a 400).

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import views
+from . import search, views
 
 app_name = "api"
 
@@ -16,5 +16,7 @@ urlpatterns = [
          name="bought-together"),
     path("events/", views.EventsView.as_view(), name="events"),
     path("feedback/", views.FeedbackView.as_view(), name="feedback"),
+    path("search/", search.SearchView.as_view(), name="search"),
+    path("search/suggest/", search.SuggestView.as_view(), name="search-suggest"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
