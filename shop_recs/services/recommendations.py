@@ -139,10 +139,8 @@ def similar(
                     allowed=_allowed(snapshot, category),
                 )
             except KeyError:
-                found = fallbacks.text_similar(model.recommender, anchor, snapshot, pool)
+                found = _text_similar(model, anchor, snapshot, pool)
                 if found:
-                    logger.info("shop_recs: product %s is new to model %s; similar products by "
-                                "text", anchor, model.label)
                     return _Computed(found, "text", model.label)
             except Exception:
                 logger.exception("shop_recs: model %s failed on similar(%s); using the fallback",
@@ -243,6 +241,20 @@ def known_items(model: LoadedModel) -> frozenset[str]:
 def _unavailable(snapshot: CatalogSnapshot, model: LoadedModel) -> frozenset[str]:
     """The model's products that may not be shown (passed as ``exclude``: usually few)."""
     return snapshot.unavailable_in(model.version_id, known_items(model))
+
+
+def _text_similar(
+    model: LoadedModel, anchor: str, snapshot: CatalogSnapshot, k: int
+) -> list[Candidate]:
+    """Similar products by text for a product the model has not seen ([] if that fails too)."""
+    try:
+        found = fallbacks.text_similar(model.recommender, anchor, snapshot, k)
+    except Exception:
+        logger.exception("shop_recs: no text similarity for the new product %s", anchor)
+        return []
+    logger.info("shop_recs: product %s is new to model %s; similar products by text", anchor,
+                model.label)
+    return found
 
 
 def _version(model: LoadedModel | None) -> str:

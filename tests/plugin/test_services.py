@@ -143,6 +143,18 @@ class TestSimilar:
         assert recs.source == "text"
         assert category_share(recs.product_ids, TEA) == 1.0
 
+    def test_a_new_product_without_a_text_encoder_gets_popular_neighbours(
+        self, recs_shop, active_model, monkeypatch, caplog
+    ) -> None:
+        def missing_encoder():
+            raise OSError("text model files are missing")
+
+        monkeypatch.setattr("shop_recs.registry.text_encoder", missing_encoder)
+        recs_shop.view(14, 14, user=recs_shop.bob)
+        recs = similar(NEW_TEA, Shopper(), 3)
+        assert recs.source == "popular" and recs.product_ids[0] == "14"
+        assert "no text similarity for the new product 17" in caplog.text
+
     def test_an_unknown_product_is_refused(self, recs_shop, active_model) -> None:
         with pytest.raises(ProductNotFound):
             similar("999", Shopper())
