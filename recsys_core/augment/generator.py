@@ -50,9 +50,9 @@ class GeneratorSettings:
     n_layers: int = 2
     n_heads: int = 2
     dropout: float = 0.2
-    batch_size: int = 256
-    lr: float = 1e-3
-    pretrain_epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    pretrain_epochs: int = 10
     patience: int = 2  # pre-training stops when held-out likelihood stalls this many epochs
     held_out_share: float = 0.1  # training users kept out of generator/discriminator training
     temperature: float = 1.0  # sampling temperature of the generated items
@@ -60,11 +60,11 @@ class GeneratorSettings:
     pair_batch_size: int = 128  # real/generated pairs per discriminator or adversarial step
     # Realism probe: a fresh discriminator trained this many steps against the final generator,
     # then scored on held-out users (0 = skip). Lets "generator" and "gan" be compared fairly.
-    probe_steps: int = 150
+    probe_steps: int = 100
     # Adversarial phase ("gan" only).
-    adversarial_steps: int = 200
-    discriminator_warmup_steps: int = 50
-    generator_lr: float = 1e-4
+    adversarial_steps: int = 100
+    discriminator_warmup_steps: int = 30
+    generator_lr: float = 3e-4
     discriminator_lr: float = 1e-3
     mle_weight: float = 1.0  # maximum-likelihood anchor beside the adversarial loss
     gumbel_tau: float = 1.0
