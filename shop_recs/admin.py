@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from . import (
+    admin_ads,  # noqa: F401 - registers AdCampaign (with CTR and spend)
     admin_feedback,  # noqa: F401 - registers the recommendation feedback (CTR) page
     admin_training,  # noqa: F401 - registers TrainingRun and ModelVersion
 )

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import search, views
+from . import ads, search, views
 
 app_name = "api"
 
@@ -18,5 +18,6 @@ urlpatterns = [
     path("feedback/", views.FeedbackView.as_view(), name="feedback"),
     path("search/", search.SearchView.as_view(), name="search"),
     path("search/suggest/", search.SuggestView.as_view(), name="search-suggest"),
+    path("ads/", ads.AdsView.as_view(), name="ads"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

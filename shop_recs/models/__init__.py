@@ -1,7 +1,11 @@
 """The plugin's models, one module per concern."""
 
+from .ads import AdCampaign, AdClick, AdDailyStats
 from .events import Event, EventKind
 from .feedback import RecommendationFeedback
 from .registry import ModelVersion, TrainingRun
 
-__all__ = ["Event", "EventKind", "ModelVersion", "RecommendationFeedback", "TrainingRun"]
+__all__ = [
+    "AdCampaign", "AdClick", "AdDailyStats", "Event", "EventKind", "ModelVersion",
+    "RecommendationFeedback", "TrainingRun",
+]

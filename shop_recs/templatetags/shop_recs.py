@@ -5,6 +5,7 @@
     {% similar_products product 6 %}         products like this one
     {% bought_together product 4 %}          what shoppers buy with it
     {% recently_viewed 6 exclude=product %}  what the shopper looked at last
+    {% recommended_ads "search" %}           the shopper's ads for a placement (services.ads)
     {% record_view product %}                records the product view (from shop_recs_events)
 
 Optional keywords: ``category=`` (an id or a category object), ``exclude=`` (a product, an id or
@@ -37,6 +38,8 @@ from ..services import (
     record_impression,
     similar,
 )
+from ..services.ads import recommended_ads as choose_ads
+from ..services.ads import record_ad_impressions
 from . import shop_recs_events
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,32 @@ def recently_viewed_tag(
 ) -> str:
     return _render(context, Placement.RECENTLY_VIEWED, title, lambda shopper: recently_viewed(
         shopper, limit, exclude=_product_ids(exclude)))
+
+
+@register.simple_tag(takes_context=True)
+def recommended_ads(
+    context: template.Context, placement: str, limit: int | None = None, *,
+    category: Any = None,
+) -> str:
+    """Renders ``shop_recs/ads_<placement>.html`` or ``shop_recs/ads.html``; records the
+    impressions (frequency caps count them). ``category``: the page's category, for targeting."""
+    request = context.get("request")
+    if request is None:
+        logger.warning("shop_recs: {%% recommended_ads %%} needs the 'request' context "
+                       "processor; nothing rendered")
+        return ""
+    try:
+        ads = choose_ads(Shopper.from_request(request), placement, limit,
+                         category=_category_id(category))
+        if not ads:
+            return ""
+        html = render_to_string([f"shop_recs/ads_{placement}.html", "shop_recs/ads.html"],
+                                {"ads": ads})
+    except Exception:  # an ad box must never take the shop's page down
+        logger.exception("shop_recs: the ads for %r could not be rendered", placement)
+        return ""
+    record_ad_impressions(request, ads, channel="web")
+    return html
 
 
 def _render(
