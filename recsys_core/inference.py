@@ -278,7 +278,7 @@ class Recommender:
         k = min(k, int(finite.sum()))
         if k == 0:
             return []
-        top = np.argpartition(-scores, k - 1)[:k]
+        top = np.argpartition(scores, len(scores) - k)[-k:]
         top = top[np.argsort(-scores[top], kind="stable")]
         reasons = self._reasons(top, history)
         return [

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from recsys_core.config import ModelConfig
 
@@ -44,17 +45,9 @@ class SeqRecModel(nn.Module):
         self.position = nn.Embedding(config.max_len, d)
         self.kind = nn.Embedding(config.n_kinds, d, padding_idx=0)
         self.input_dropout = nn.Dropout(config.dropout)
-        layer = nn.TransformerEncoderLayer(
-            d_model=d,
-            nhead=config.n_heads,
-            dim_feedforward=d * config.ff_mult,
-            dropout=config.dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(
-            layer, num_layers=config.n_layers, enable_nested_tensor=False
+        self.blocks = nn.ModuleList(
+            _CausalBlock(d, config.n_heads, d * config.ff_mult, config.dropout)
+            for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(d)
         self._sparse_side: tuple[tuple[int, int], torch.Tensor] | None = None
@@ -128,10 +121,8 @@ class SeqRecModel(nn.Module):
         x = item_inputs * math.sqrt(self.config.d_model)
         x = x + self.position(positions).unsqueeze(0) + self.kind(kinds)
         x = self.input_dropout(x)
-        causal = nn.Transformer.generate_square_subsequent_mask(
-            length, device=x.device, dtype=x.dtype
-        )
-        x = self.encoder(x, mask=causal, is_causal=True)
+        for block in self.blocks:
+            x = block(x)
         return self.final_norm(x)
 
     def user_vectors(
@@ -141,6 +132,38 @@ class SeqRecModel(nn.Module):
         states = self.sequence_states(table[items], kinds)
         last = (lengths - 1).clamp(min=0)
         return states[torch.arange(states.shape[0], device=states.device), last]
+
+
+class _CausalBlock(nn.Module):
+    """Pre-LN Transformer block with causal self-attention (fused scaled-dot-product kernel).
+
+    Written out rather than nn.TransformerEncoderLayer: serving one shopper is dominated by
+    per-call Python overhead, and this block has a fraction of that layer's checks.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.attention_dropout = dropout
+        self.norm_attention = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.attention_out = nn.Linear(d_model, d_model)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff_in = nn.Linear(d_model, d_ff)
+        self.ff_out = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, d_model = x.shape
+        qkv = self.qkv(self.norm_attention(x))
+        q, k, v = qkv.view(batch, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        attended = attended.transpose(1, 2).reshape(batch, length, d_model)
+        x = x + self.dropout(self.attention_out(attended))
+        hidden = self.dropout(F.gelu(self.ff_in(self.norm_ff(x))))
+        return x + self.dropout(self.ff_out(hidden))
 
 
 def pad_histories(

@@ -22,7 +22,7 @@ from recsys_core.data import SequenceData, item_counts, leave_one_out
 from recsys_core.evaluation import EvalReport, ScoreFn, evaluate
 from recsys_core.inference import Recommender
 from recsys_core.text import TextEncoder
-from recsys_core.training import Progress, ProgressFn, train
+from recsys_core.training import Progress, ProgressFn, length_sorted, train
 
 # Share of the overall progress bar each phase takes (training dominates).
 _EMBED_END, _TRAIN_END, _EVALUATE_END = 0.10, 0.90, 0.97
@@ -112,13 +112,16 @@ def train_version(
         if name in rivals:
             raise ValueError(f"compare_with name {name!r} clashes with a built-in model")
         rivals[name] = rival.as_score_fn(data.item_ids)
+    histories, kinds, targets = length_sorted(
+        split.test_history, split.test_kinds, split.test_target
+    )
     metrics = {
         name: _as_dict(
             evaluate(
                 score_fn,
-                split.test_history,
-                split.test_kinds,
-                split.test_target,
+                histories,
+                kinds,
+                targets,
                 data.n_items,
                 batch_size=train_config.eval_batch_size,
                 train_item_counts=train_counts,
