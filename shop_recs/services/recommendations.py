@@ -153,7 +153,8 @@ def similar(
         return _Computed(_popular_near(anchor, snapshot, pool), "popular")
 
     computed = cached(_key(placement, anchor, _version(model), category, pool), compute)
-    return _personalised(placement, computed, shopper, snapshot, limit, exclude, category)
+    return _personalised(placement, computed, shopper, snapshot, limit, exclude, category,
+                         known=_given(product, anchor))
 
 
 def bought_together(
@@ -198,7 +199,8 @@ def bought_together(
         return _Computed(found, source, model.label if neighbours and model else "")
 
     computed = cached(_key(placement, anchor, _version(model), category, pool), compute)
-    return _personalised(placement, computed, shopper, snapshot, limit, exclude, category)
+    return _personalised(placement, computed, shopper, snapshot, limit, exclude, category,
+                         known=_given(product, anchor))
 
 
 def recently_viewed(
@@ -312,7 +314,7 @@ def _fuse(*rankings: list[str]) -> list[tuple[str, float]]:
 
 def _personalised(
     placement: str, computed: _Computed, shopper: Shopper, snapshot: CatalogSnapshot,
-    limit: int, exclude: frozenset[str], category: str | None,
+    limit: int, exclude: frozenset[str], category: str | None, *, known: dict[str, Model],
 ) -> RecommendationList:
     """A product list (shared by every shopper) with this shopper's rules applied."""
     purchased: frozenset[str] = frozenset()
@@ -321,16 +323,24 @@ def _personalised(
     rules = Rules(placement, shopper, exclude=exclude, purchased=purchased, category=category,
                   max_per_category=recs_settings.MAX_PER_CATEGORY)
     return _assemble(placement, computed, apply_rules(computed.candidates, snapshot, rules), limit,
-                     snapshot)
+                     snapshot, known=known)
+
+
+def _given(product: Model | Any, product_id: str) -> dict[str, Model]:
+    """The caller's own product instance (a page's product): no need to fetch it again."""
+    return {product_id: product} if isinstance(product, Model) else {}
 
 
 def _assemble(
     placement: str, computed: _Computed, ranked: list[Candidate], limit: int,
-    snapshot: CatalogSnapshot,
+    snapshot: CatalogSnapshot, *, known: dict[str, Model] | None = None,
 ) -> RecommendationList:
     head = ranked[: 2 * limit]  # spares for products that sold out since the snapshot
-    reason_ids = [c.reason.product_id for c in head if c.reason.product_id]
+    known = known or {}
+    reason_ids = [c.reason.product_id for c in head
+                  if c.reason.product_id and c.reason.product_id not in known]
     products, available = fetch_products([c.product_id for c in head], reason_ids)
+    products = {**known, **products}
     adapter = get_adapter()
     impression_id = uuid.uuid4().hex[:16]
     items: list[RecommendedItem] = []
