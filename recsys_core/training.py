@@ -195,7 +195,10 @@ class _Trainer:
 
         stopped = "epochs"
         started = time.monotonic() - self.state.elapsed
-        for epoch in range(self.state.epoch + 1, config.epochs + 1):
+        first_epoch = self.state.epoch + 1
+        if self.valid is not None and self.state.bad_epochs >= config.patience:
+            stopped, first_epoch = "early_stopping", config.epochs + 1  # resumed a finished run
+        for epoch in range(first_epoch, config.epochs + 1):
             loss, out_of_time = self._run_epoch(epoch, batch_rng, augment_rng, augmenter, started)
             record: dict[str, float] = {"epoch": epoch, "loss": loss}
             if self.valid is not None:

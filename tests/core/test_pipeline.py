@@ -65,10 +65,27 @@ def test_the_saved_version_is_the_returned_recommender(trained, encoder):
     assert loaded.version_info["model_config"]["default_kind"] in (1, 3)
 
 
+def test_refit_trains_on_validation_events_for_the_chosen_epochs(trained):
+    result, _, output = trained
+    refit = [record for record in result.history if record.get("refit")]
+    assert len(refit) == result.best_epoch
+    assert all("val_ndcg@10" not in record for record in refit)
+    assert result.history[-1]["seconds"] == pytest.approx(result.train_seconds, abs=0.5)
+    assert load_version(output).version_info["extra"]["refit_with_validation"] is True
+
+
+def test_refit_is_skipped_when_the_time_budget_is_spent(data, tmp_path):
+    budget = TrainConfig(**{**TRAIN.to_dict(), "max_train_seconds": 0.01})
+    result = train_version(data, model_config_overrides=MODEL, train_config=budget,
+                           text_encoder=None, output_dir=tmp_path / "v", baseline_scores=False)
+    assert len(result.history) == 1 and not result.history[0].get("refit")
+    assert result.recommender.version_info["extra"]["refit_with_validation"] is False
+
+
 def test_progress_covers_every_phase_in_order(trained):
     _, reports, _ = trained
     phases = [r.phase for r in reports]
-    order = ["embed", "prepare", "train", "evaluate", "save", "done"]
+    order = ["embed", "prepare", "train", "refit", "evaluate", "save", "done"]
     assert [p for p in dict.fromkeys(phases) if p in order] == order
     fractions = [r.fraction for r in reports]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0

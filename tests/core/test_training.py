@@ -97,6 +97,15 @@ def test_resume_after_cancellation_gives_the_uninterrupted_result(tmp_path):
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in uninterrupted.history]
 
 
+def test_resuming_an_early_stopped_run_trains_no_further(tmp_path):
+    config = replace(TRAIN, epochs=30, patience=2, lr=2e-2)
+    first = run(config, checkpoint_dir=tmp_path)
+    again = run(config, checkpoint_dir=tmp_path)
+    assert first.stopped == again.stopped == "early_stopping"
+    assert again.history == first.history
+    assert_same_weights(weights(first.model), weights(again.model))
+
+
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     run(replace(TRAIN, epochs=1), checkpoint_dir=tmp_path)
     with pytest.raises(CheckpointError, match="another model configuration"):
