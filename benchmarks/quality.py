@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         ))
     for model in chosen:
         if model in ("text+id", "id"):
-            rows.append(_trained_row(model, name, data, split, train_counts, args))
+            rows.append(_trained_row(model, name, data, args))
         else:
             rows.append(_baseline_row(model, _baseline_factory(model, data, split, args),
                                       split, data.n_items, train_counts))
@@ -214,11 +214,12 @@ def _trained_row(
     model: str,
     dataset: str,
     data: SequenceData,
-    split: LeaveOneOut,
-    train_counts: np.ndarray,
     args: argparse.Namespace,
 ) -> Row:
-    """Train through the same pipeline as the shop's job, then evaluate on the test split."""
+    """Train through the same pipeline as the shop's job, which evaluates on the test split.
+
+    Each run saves a new version folder: versions are immutable, so reruns never collide.
+    """
     from recsys_core.config import TrainConfig
     from recsys_core.pipeline import train_version
 
@@ -227,17 +228,20 @@ def _trained_row(
     train_config = TrainConfig(**{**train_overrides, **args.train_config})
     if model == "text+id" and data.item_texts is None:
         raise SystemExit("--model text+id needs item texts (give --item-text)")
+    run_id = time.strftime("%Y%m%d-%H%M%S")
     with PeakMemory() as memory:
+        start = time.perf_counter()
         result = train_version(
             data,
             model_config_overrides=model_overrides,
             train_config=train_config,
             text_encoder=_text_encoder() if model == "text+id" else None,
-            output_dir=args.output_dir / f"{dataset}-{model.replace('+', '-')}",
+            output_dir=args.output_dir / f"{dataset}-{model.replace('+', '-')}-{run_id}",
             progress=_print_progress,
             baseline_scores=False,
         )
-    return Row(model, _as_report(result.metrics["model"]), result.train_seconds, memory.peak_mb)
+        seconds = time.perf_counter() - start
+    return Row(model, _as_report(result.metrics["model"]), seconds, memory.peak_mb)
 
 
 def _as_report(values: dict) -> EvalReport:
@@ -278,7 +282,9 @@ def _notes(name: str, data: SequenceData, split: LeaveOneOut, rows: list[Row]) -
         f"interactions; {len(split.test_target)} test cases, {cold} with a cold target "
         f"(< 5 training interactions). Leave-one-out, all items ranked, history removed, "
         f"score ties broken at random in expectation.",
-        "train s: model training (baselines: fitting); peak RSS: sampled while that row ran.",
+        "train s: the whole pipeline call for trained models (text embedding, training, "
+        "refit, test evaluation, saving); fitting for baselines. Peak RSS: sampled while that "
+        "row ran.",
     ]
     if name in TARGETS:
         notes.append(TARGETS[name])
