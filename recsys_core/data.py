@@ -7,6 +7,7 @@ padding, so that models can use the index directly as an embedding row.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -103,10 +104,12 @@ def build_dataset(
             index_of[item] = len(catalogue)
         try:
             time = float(timestamp)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError):
+            time = math.nan
+        if not math.isfinite(time):
             raise DataFormatError(
-                f"interaction {row_number}: timestamp {timestamp!r} is not a number"
-            ) from error
+                f"interaction {row_number}: timestamp {timestamp!r} is not a finite number"
+            )
         events.setdefault(str(user), []).append((time, index_of[item], kind_index))
 
     users, sequences, kinds, timestamps = [], [], [], []

@@ -62,7 +62,11 @@ def test_short_sequences_can_be_dropped():
 
 @pytest.mark.parametrize(
     ("row", "message"),
-    [(("u", "a", "view"), "interaction 2"), (("u", "a", "view", "noon"), "timestamp 'noon'")],
+    [
+        (("u", "a", "view"), "interaction 2"),
+        (("u", "a", "view", "noon"), "timestamp 'noon'"),
+        (("u", "a", "view", float("nan")), "timestamp nan is not a finite number"),
+    ],
 )
 def test_malformed_interactions_name_the_row(row, message):
     with pytest.raises(DataFormatError, match=message):
