@@ -78,6 +78,10 @@ class SeqRecModel(nn.Module):
         if self.text_proj is not None:
             if index is None:
                 parts.append(self._project_all_side())
+            elif self._side_matrix().layout != torch.strided:
+                # Sparse side vectors (token multi-hots): projecting the whole catalogue costs
+                # less than gathering wide dense rows for every position of the batch.
+                parts.append(self._project_all_side()[index])
             else:
                 parts.append(self.text_proj(self.text_embeddings[index]))
         vectors = parts[0] if len(parts) == 1 else parts[0] + parts[1]
@@ -92,15 +96,18 @@ class SeqRecModel(nn.Module):
             raise ValueError("this model was trained without text (use_text=False)")
         return self.text_proj(text_embeddings)
 
-    def _project_all_side(self) -> torch.Tensor:
-        assert self.text_proj is not None
+    def _side_matrix(self) -> torch.Tensor:
+        """The side vectors as stored, or as a sparse copy when they are mostly zeros."""
         side: torch.Tensor = self.text_embeddings
         key = (side.data_ptr(), side._version)
         if self._sparse_side is None or self._sparse_side[0] != key:
             density = float((side != 0).float().mean()) if side.numel() else 1.0
-            sparse = side.to_sparse() if density < _SPARSE_DENSITY else side
-            self._sparse_side = (key, sparse)
-        matrix = self._sparse_side[1]
+            self._sparse_side = (key, side.to_sparse() if density < _SPARSE_DENSITY else side)
+        return self._sparse_side[1]
+
+    def _project_all_side(self) -> torch.Tensor:
+        assert self.text_proj is not None
+        matrix = self._side_matrix()
         if matrix.layout == torch.strided:
             return self.text_proj(matrix)
         # Sparse kernels have no bfloat16 autocast path: this product stays in float32.

@@ -52,6 +52,8 @@ def test_sparse_side_vectors_give_the_same_table_as_dense():
     table = model.item_vectors()
     dense = model.text_proj(torch.from_numpy(side))
     torch.testing.assert_close(table[1:], dense)
+    index = torch.tensor([[1, 2, 0], [12, 5, 5]])
+    torch.testing.assert_close(model.item_vectors(index), table[index])
     table.sum().backward()  # gradients flow through the sparse product
     assert model.text_proj.weight.grad is not None
     assert model.text_proj.weight.grad.abs().sum() > 0
