@@ -121,9 +121,9 @@ DEFAULTS: dict[str, Any] = {
     "SEARCH_RERANK_DEPTH": 100,
     # Longest query accepted, in characters (longer ones get a 400).
     "SEARCH_MAX_QUERY_CHARS": 200,
-    # Seconds a web process keeps its search index before rebuilding it (sooner when the
-    # available products or the active model change).
-    "SEARCH_INDEX_REFRESH_SECONDS": 300,
+    # Seconds a web process keeps its search index before rebuilding it for edited texts (it is
+    # rebuilt sooner, in the background, when the available products or the active model change).
+    "SEARCH_INDEX_REFRESH_SECONDS": 3600,
     # Products without a text embedding (none from the model) are embedded during the request
     # up to this many; more (a large shop before its first model) are embedded in a background
     # thread while words alone rank them.

@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 from django.db.models import CharField, Count
 from django.db.models.functions import Cast, Coalesce, Lower
 from django.http import HttpRequest
 from django.utils import timezone
 
-from recsys_core.search import HybridSearch, Suggester, personalise, words
+from recsys_core.search import HybridSearch, Suggester, personalise, single_threaded, words
 
 from ..adapter import get_adapter
 from ..conf import recs_settings
@@ -227,31 +227,52 @@ def _encode(texts: list[str]) -> np.ndarray:
 
 
 class SearchIndexHolder:
-    """Each process's index: built on first use, rebuilt when the catalogue or model changes.
-
-    A rebuild is done by one request while the others keep searching the previous index.
+    """Each process's index: built on first use (that request waits), then rebuilt in a
+    background thread when the available products or the active model change, or every
+    SEARCH_INDEX_REFRESH_SECONDS (for edited texts); searches use the previous index meanwhile.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._index: SearchIndex | None = None
         self._snapshot: CatalogSnapshot | None = None
+        self._rebuilding: threading.Thread | None = None
 
     def get(self) -> SearchIndex:
         model = active_model()
         snapshot = catalog.get()
-        index = self._index
-        if index is None:
-            with self._lock:
-                if self._index is None:
-                    self._index, self._snapshot = build_index(model), snapshot
-                return self._index
-        if self._is_stale(index, snapshot, model) and self._lock.acquire(blocking=False):
-            try:
+        with self._lock:
+            if self._index is None:
                 self._index, self._snapshot = build_index(model), snapshot
-            finally:
-                self._lock.release()
-        return self._index
+            elif self._rebuilding is None and self._is_stale(self._index, snapshot, model):
+                self._rebuilding = threading.Thread(
+                    target=self._rebuild_in_background, args=(model, snapshot),
+                    name="shop-recs-search-index", daemon=True,
+                )
+                self._rebuilding.start()
+            return self._index
+
+    def rebuild(self) -> SearchIndex:
+        """Build a fresh index now (a shop may call it after a bulk catalogue import)."""
+        model, snapshot = active_model(), catalog.get()
+        index = build_index(model)
+        with self._lock:
+            self._index, self._snapshot = index, snapshot
+        return index
+
+    def _rebuild_in_background(self, model: LoadedModel | None,
+                               snapshot: CatalogSnapshot) -> None:
+        try:
+            index = build_index(model)
+        except Exception:
+            logger.exception("shop_recs: rebuilding the search index failed; keeping the old one")
+            index = None
+        finally:
+            connections.close_all()  # this thread's connections only
+        with self._lock:
+            if index is not None:
+                self._index, self._snapshot = index, snapshot
+            self._rebuilding = None
 
     def _is_stale(self, index: SearchIndex, snapshot: CatalogSnapshot,
                   model: LoadedModel | None) -> bool:
@@ -260,10 +281,14 @@ class SearchIndexHolder:
         if time.monotonic() - index.built_at >= recs_settings.SEARCH_INDEX_REFRESH_SECONDS:
             return True
         # A new snapshot object (every CATALOG_REFRESH_SECONDS): compare its products once.
-        return snapshot is not self._snapshot and snapshot.available != index.available
+        if snapshot is not self._snapshot:
+            if snapshot.available != index.available:
+                return True
+            self._snapshot = snapshot
+        return False
 
     def invalidate(self) -> None:
-        """Rebuild on next use (tests; a shop may call it after a bulk catalogue import)."""
+        """Forget the index: the next search builds one (tests; settings changes)."""
         with self._lock:
             self._index, self._snapshot = None, None
 
@@ -310,7 +335,10 @@ def search(
 
 def _query_vector(text: str) -> np.ndarray | None:
     encoder = _encoder()
-    return None if encoder is None else encoder.encode_query(text)
+    if encoder is None:
+        return None
+    with single_threaded():
+        return encoder.encode_query(text)
 
 
 def _keyword_in_database() -> bool:

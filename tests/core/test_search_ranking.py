@@ -16,10 +16,10 @@ from recsys_core.search import (
     fuse,
     graded_ndcg,
     personalise,
+    single_threaded,
     stem,
     tokenize,
     top_k,
-    vocabulary_of,
 )
 from recsys_core.text import TextEncoder
 
@@ -139,7 +139,7 @@ def test_edit_distance_counts_swaps_as_one_edit() -> None:
 
 
 def test_the_corrector_fixes_unknown_words_only() -> None:
-    corrector = SpellingCorrector(vocabulary_of(DOCUMENTS))
+    corrector = SpellingCorrector(KeywordIndex(DOCUMENTS).word_frequency)
     assert corrector.correct_word("helmte") == "helmet"
     assert corrector.correct_word("bycicle") == "bicycle"
     assert corrector.correct_word("helmets") == "helmets"  # a plural of a known word is known
@@ -190,6 +190,26 @@ def test_top_k_is_ordered_breaks_ties_by_position_and_honours_the_mask() -> None
     assert top_k(scores, 3, mask).tolist() == [0, 3]
     with pytest.raises(ValueError):
         top_k(scores, 0)
+
+
+def test_a_reduced_dense_index_keeps_the_ranking_of_low_rank_embeddings() -> None:
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(6, 48))  # 300 products whose meaning varies in 6 directions
+    embeddings = (rng.normal(size=(300, 6)) @ basis + 0.01 * rng.normal(size=(300, 48)))
+    full, reduced = DenseIndex(embeddings), DenseIndex(embeddings, dims=8)
+    assert reduced.matrix.shape == (300, 8) and reduced.dim == 48
+    for query in rng.normal(size=(5, 6)) @ basis:
+        assert top_k(reduced.scores(query), 10).tolist() == top_k(full.scores(query), 10).tolist()
+    assert DenseIndex(embeddings, dims=64).projection is None  # nothing to reduce
+
+
+def test_single_threaded_restores_the_thread_count() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    with single_threaded():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_dense_index_is_cosine_similarity() -> None:

@@ -21,7 +21,7 @@ from shop_recs.services.search import (
     search_index,
     suggest,
 )
-from tests.plugin.recs_fixtures import COFFEE, NEW_TEA, TEA, RecsShop
+from tests.plugin.recs_fixtures import COFFEE, NEW_TEA, TEA, RecsShop, activate
 
 API = "/recs/api"
 TEAS = [*TEA, str(NEW_TEA)]
@@ -79,6 +79,19 @@ class TestFinding:
         index = search_index.get()
         assert index.model_version_id == active_model.version_id
         assert index.search.dense is not None and index.embedding is None
+
+    def test_a_new_model_version_rebuilds_the_index_in_the_background(
+        self, transactional_db, recs_shop, trained_artifact
+    ) -> None:
+        before = search_index.get()
+        assert before.model_version_id is None
+        version = activate(*trained_artifact)
+        assert search_index.get() is before  # searches go on with the old index meanwhile
+        rebuilding = search_index._rebuilding
+        assert rebuilding is not None
+        rebuilding.join(timeout=120)
+        after = search_index.get()
+        assert after.model_version_id == version.pk and after.available == before.available
 
     def test_a_large_catalogue_is_embedded_in_the_background(self, recs_shop, settings) -> None:
         settings.SHOP_RECS = {**settings.SHOP_RECS, "SEARCH_INLINE_EMBED_LIMIT": 0}
