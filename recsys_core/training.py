@@ -207,7 +207,7 @@ class _Trainer:
                 record.update({f"val_{name}": value for name, value in metrics.items()})
                 metric = metrics["ndcg@10"]
             else:
-                metric = -loss  # no validation: the last epoch is the best one
+                metric = float(epoch)  # no validation: the last epoch is the best one
             state = self.state
             state.elapsed = time.monotonic() - started
             record["seconds"] = round(state.elapsed, 3)
@@ -231,7 +231,7 @@ class _Trainer:
                 break
 
         if self.best_weights is not None:
-            self.model.load_state_dict(self.best_weights)
+            self.model.load_state_dict(self.best_weights, strict=False)
         self.model.eval()
         return TrainResult(
             model=self.model.cpu(),
@@ -556,7 +556,8 @@ def _resumable_fields(config: TrainConfig) -> dict[str, Any]:
 
 
 def _clone_state(model: SeqRecModel) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    """A copy of the trainable weights (the frozen side vectors never change: not copied)."""
+    return {name: tensor.detach().clone() for name, tensor in model.named_parameters()}
 
 
 def _section(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
