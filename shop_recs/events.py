@@ -365,6 +365,8 @@ def _optional_text(name: str, value: Any) -> str:
     limit = _field_limits[name]
     if len(value) > limit:
         raise EventError(f"{name} is {len(value)} characters long; at most {limit} are allowed.")
+    if "\x00" in value:  # no database text column stores NUL (PostgreSQL refuses it)
+        raise EventError(f"{name} may not contain NUL characters (\\x00).")
     return value
 
 
@@ -377,13 +379,32 @@ def _context(context: Any) -> dict[str, Any]:
         encoded = json.dumps(dict(context), separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise EventError(f"context must be JSON-serialisable: {exc}.") from None
-    size, limit = len(encoded.encode()), recs_settings.MAX_EVENT_CONTEXT_BYTES
+    # Text a database cannot store (lone surrogates anywhere; NUL, which PostgreSQL's jsonb
+    # refuses) is a client's mistake, not a server error.
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError:
+        raise EventError("context holds text that is not valid Unicode (a lone surrogate).") \
+            from None
+    if "\\u0000" in encoded and _holds_nul(context):
+        raise EventError("context may not contain NUL characters (\\u0000).")
+    limit = recs_settings.MAX_EVENT_CONTEXT_BYTES
     if size > limit:
         raise EventError(
             f"context is {size} bytes as JSON; at most {limit} are allowed "
             '(SHOP_RECS["MAX_EVENT_CONTEXT_BYTES"]).'
         )
     return json.loads(encoded)
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _timestamp(value: Any) -> dt.datetime | None:
