@@ -217,7 +217,7 @@ class SpellingCorrector:
         shared: Counter[str] = Counter()
         for gram in _trigrams(word):
             shared.update(self._by_trigram.get(gram, ()))
-        best, best_key = word, (limit + 1, 0, 0)
+        best, best_key = word, (limit + 1, 0, 0, "")
         # Candidates share trigrams with the typo; each edit destroys at most three of them.
         needed = max(1, len(word) - 2 - 3 * limit)
         for candidate, common in shared.most_common(200):
@@ -225,8 +225,10 @@ class SpellingCorrector:
                 break
             distance = edit_distance(word, candidate, limit)
             # Among equally close words, the one keeping most of the typed letters in order
-            # wins (a dropped letter is the commonest typo), then the commoner one.
-            key = (distance, -_common_subsequence(word, candidate), -self.vocabulary[candidate])
+            # wins (a dropped letter is the commonest typo), then the commoner one, then the
+            # first in alphabetical order (so that the answer never depends on hash order).
+            key = (distance, -_common_subsequence(word, candidate), -self.vocabulary[candidate],
+                   candidate)
             if distance <= limit and key < best_key:
                 best, best_key = candidate, key
         return best
