@@ -48,9 +48,11 @@ ROOT_URLCONF = "demo.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        # The plugin's templates live in the top-level templates/ folder of the source tree;
-        # an installed wheel carries them inside shop_recs/templates, found through APP_DIRS.
-        "DIRS": [BASE_DIR / "templates"],
+        # The demo's own folder first, so that its shop_recs/*.html override the plugin's (as
+        # any shop's templates folder would). The plugin's templates live in the top-level
+        # templates/ folder of the source tree; an installed wheel carries them inside
+        # shop_recs/templates, found through APP_DIRS.
+        "DIRS": [BASE_DIR / "demo" / "templates", BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
