@@ -13,3 +13,7 @@ SHOP_RECS = {
 }
 MEDIA_ROOT = Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-media"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests render the plugin's own templates: the demo's overrides (demo/templates/shop_recs/) are
+# left out of DIRS, so the plugin's templates/ folder wins over the demo app's folder.
+TEMPLATES = [{**TEMPLATES[0], "DIRS": [BASE_DIR / "templates"]}]  # noqa: F405
