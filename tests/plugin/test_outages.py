@@ -1,0 +1,107 @@
+"""Redis down: the shop keeps selling, and the admin says what is wrong.
+
+Redis plays two parts: Django's cache (lists, throttling) and Celery's broker (training). With the
+cache unreachable every shop page and recommendation endpoint still answers with its lists
+(computed instead of cached, the outage logged); with the broker unreachable "Retrain now" and
+``recs_train`` say the queue is unreachable, in words, and leave no run open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import pytest
+from celery import current_app
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.test import Client, override_settings
+from django.urls import reverse
+
+from shop_recs.models import Event, EventKind, TrainingRun
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+CACHE_DOWN = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": DEAD_REDIS}}
+
+
+@contextlib.contextmanager
+def broker_down() -> Iterator[None]:
+    conf = current_app.conf
+    saved = {k: conf[k] for k in ("task_always_eager", "broker_url", "broker_connection_timeout")}
+    conf.update(task_always_eager=False, broker_url=DEAD_REDIS, broker_connection_timeout=0.5)
+    current_app.close()
+    try:
+        yield
+    finally:
+        conf.update(saved)
+        current_app.close()
+
+
+# (page, what shows that its lists were rendered)
+SHOP_PAGES = [
+    ("/", ["Recommended for you", "shop-recs__item"]),
+    ("/products/12/", ["Similar products", "shop-recs__item"]),
+    ("/search/?q=green+tea", ["Sencha Green Tea", "/recs/click/"]),
+]
+API_LISTS = ["/recs/api/for-you/", "/recs/api/products/12/similar/",
+             "/recs/api/products/12/bought-together/", "/recs/api/search/?q=tea",
+             "/recs/api/search/suggest/?q=te", "/recs/api/ads/?placement=home"]
+
+
+@pytest.fixture
+def shopper(recs_shop, active_model) -> Client:
+    recs_shop.view(11, 12, 13, user=recs_shop.alice)
+    client = Client()
+    client.force_login(recs_shop.alice)
+    return client
+
+
+@pytest.mark.parametrize(("path", "expected"), SHOP_PAGES)
+def test_shop_pages_render_their_lists_with_the_cache_down(shopper, path, expected,
+                                                           caplog) -> None:
+    with override_settings(CACHES=CACHE_DOWN), caplog.at_level(logging.WARNING):
+        response = shopper.get(path)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert all(text in html for text in expected), [t for t in expected if t not in html]
+    assert "cache unavailable" in caplog.text
+
+
+@pytest.mark.parametrize("path", API_LISTS)
+def test_recommendation_endpoints_answer_with_the_cache_down(shopper, path) -> None:
+    with override_settings(CACHES=CACHE_DOWN):
+        response = shopper.get(path)
+    assert response.status_code == 200, response.content[:300]
+
+
+def test_events_are_still_recorded_with_the_cache_and_the_broker_down(shopper) -> None:
+    with override_settings(CACHES=CACHE_DOWN), broker_down():
+        response = shopper.post("/recs/api/events/",
+                                {"events": [{"kind": "view", "product": "21"}]},
+                                content_type="application/json")
+        page = shopper.get("/products/22/")  # the view tag records a view
+    assert response.status_code == 200 and response.json()["stored"] == 1
+    assert page.status_code == 200
+    assert Event.objects.filter(kind=EventKind.VIEW, product_id="22").exists()
+
+
+def test_retrain_now_says_the_queue_is_unreachable(recs_shop) -> None:
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", password="x"))
+    with broker_down():
+        response = admin.post(reverse("admin:shop_recs_trainingrun_retrain"), follow=True)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "The training queue (Celery broker) is unreachable" in html
+    assert "CELERY_BROKER_URL" in html and "Traceback" not in html
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.FAILED and not run.is_open
+    assert "unreachable" in run.error
+
+
+def test_recs_train_says_the_queue_is_unreachable(recs_shop) -> None:
+    with broker_down(), pytest.raises(CommandError, match="queue .* is unreachable"):
+        call_command("recs_train")
+    assert not TrainingRun.objects.filter(open_slot__isnull=False).exists()
