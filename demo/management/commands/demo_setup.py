@@ -7,13 +7,18 @@ that the first page a newcomer opens is already driven by a trained model.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from demo.models import Product
-from shop_recs.models import ModelVersion
+from demo.models import Category, Product
+from shop_recs.models import AdCampaign, ModelVersion
+
+# Sponsored products for the demo's ad slots: one campaign in each of these categories.
+AD_CATEGORIES = ["cameras", "coffee-gear", "running-shoes", "tents",
+                 "headphones", "skincare", "board-games", "yoga"]
 
 
 class Command(BaseCommand):
@@ -26,6 +31,8 @@ class Command(BaseCommand):
             call_command("recs_import_orders", stdout=self.stdout)
         else:
             self.stdout.write(f"The demo shop has {Product.objects.count()} products already.")
+        if not AdCampaign.objects.exists():
+            self._create_ad_campaigns()
         if ModelVersion.active() is None:
             self.stdout.write("Training the first model (a minute or two on a laptop CPU) ...")
             call_command("recs_train", wait=True, stdout=self.stdout)
@@ -36,3 +43,19 @@ class Command(BaseCommand):
             "admin: admin / admin at /admin/ (Retrain now: /admin/shop_recs/trainingrun/)."
         ))
 
+    def _create_ad_campaigns(self) -> None:
+        """A few sponsored products so that the ad slots have something to rank."""
+        created = 0
+        for i, category in enumerate(Category.objects.filter(slug__in=AD_CATEGORIES)):
+            product = category.products.filter(active=True).order_by("-price").first()
+            if product is None:
+                continue
+            AdCampaign.objects.create(
+                name=f"Demo: {product.title}", kind=AdCampaign.Kind.PRODUCT,
+                product_id=str(product.pk), text=f"Featured in {category.name}",
+                bid=Decimal("0.40") + Decimal("0.10") * (i % 4), daily_budget=Decimal("25.00"),
+                # Half target their category's shoppers and pages, half run everywhere.
+                frequency_cap=5, target_categories=[str(category.pk)] if i % 2 else [],
+            )
+            created += 1
+        self.stdout.write(f"Created {created} demo ad campaigns (sponsored products).")
