@@ -24,18 +24,19 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str,
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(0.0, min(ys)), max(ys) * 1.1 if max(ys) > 0 else 1.0
 
-    def sx(x: float) -> float:
-        return PAD + (x - x0) / (x1 - x0) * (WIDTH - 2 * PAD)
+    # Coordinates are formatted to text here: format_html escapes its arguments into strings.
+    def sx(x: float) -> str:
+        return f"{PAD + (x - x0) / (x1 - x0) * (WIDTH - 2 * PAD):.1f}"
 
-    def sy(y: float) -> float:
-        return HEIGHT - PAD + (y - y0) / (y1 - y0) * (2 * PAD - HEIGHT)
+    def sy(y: float) -> str:
+        return f"{HEIGHT - PAD + (y - y0) / (y1 - y0) * (2 * PAD - HEIGHT):.1f}"
 
     lines = []
     for i, (name, values) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in values)
+        path = " ".join(f"{sx(x)},{sy(y)}" for x, y in values)
         dots = format_html_join(
-            "", '<circle cx="{:.1f}" cy="{:.1f}" r="2.5" fill="{}"><title>{}: {}</title></circle>',
+            "", '<circle cx="{}" cy="{}" r="2.5" fill="{}"><title>{}: {}</title></circle>',
             ((sx(x), sy(y), colour, name, f"{y:.4f}") for x, y in values),
         )
         lines.append(format_html(
@@ -49,11 +50,11 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str,
         '<text x="{}" y="14" font-size="12" font-weight="bold">{}</text>'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"/>'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"/>'
-        '<text x="2" y="{}" font-size="10">{:.3f}</text>'
-        '<text x="2" y="{}" font-size="10">{:.3f}</text>'
+        '<text x="2" y="{}" font-size="10">{}</text>'
+        '<text x="2" y="{}" font-size="10">{}</text>'
         '<text x="{}" y="{}" font-size="10">{}</text>{}</svg>',
         title, WIDTH, HEIGHT, WIDTH, HEIGHT, PAD, title,
         PAD, HEIGHT - PAD, WIDTH - PAD, HEIGHT - PAD, PAD, PAD, PAD, HEIGHT - PAD,
-        sy(y1) + 4, y1, sy(y0), y0, WIDTH / 2 - 20, HEIGHT - 8, y_label,
+        float(sy(y1)) + 4, f"{y1:.3f}", sy(y0), f"{y0:.3f}", WIDTH / 2 - 20, HEIGHT - 8, y_label,
         mark_safe("".join(lines)),  # noqa: S308 - built from format_html pieces above
     )

@@ -186,3 +186,27 @@ class TestAdminPermissions:
         url = reverse("admin:shop_recs_modelversion_changelist")
         client.post(url, {"action": "activate_version", "_selected_action": [v1.pk]})
         assert ModelVersion.active() is None
+
+
+def test_charts_render_runs_and_versions_with_metrics(client) -> None:
+    run = TrainingRun.objects.create(status=Status.SUCCEEDED, epoch_metrics=[
+        {"epoch": e, "loss": 1.0 / e, "metrics": {"ndcg@10": 0.01 * e}} for e in (1, 2, 3)
+    ])
+    for n in (0.02, 0.05):
+        version(training_run=None, metrics={"model": {"ndcg@10": n, "recall@10": 2 * n},
+                                            "popularity": {"ndcg@10": 0.01}})
+    client.force_login(staff("viewer"))
+    runs = client.get(reverse("admin:shop_recs_trainingrun_changelist"))
+    assert runs.status_code == 200 and runs.content.count(b"<circle") == 3
+    detail = client.get(reverse("admin:shop_recs_trainingrun_change", args=[run.pk]))
+    assert detail.status_code == 200 and b"<svg" in detail.content
+    versions = client.get(reverse("admin:shop_recs_modelversion_changelist"))
+    assert versions.status_code == 200 and versions.content.count(b"<circle") == 4
+    assert b"0.0500" in versions.content
+
+
+def test_chart_text_is_escaped() -> None:
+    from shop_recs.charts import line_chart
+
+    svg = line_chart({"<script>x</script>": [(1, 0.1), (2, 0.2)]}, title="<b>t</b>")
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "&lt;b&gt;" in svg
