@@ -63,6 +63,7 @@ class TrainingRun(models.Model):
     def finish(self, status: str, *, message: str = "", error: str = "") -> None:
         """Close the run (frees the open slot so that the next run can start)."""
         self.status = status
+        self.phase = str(self.Status(status).label).lower()
         self.open_slot = None
         self.finished_at = timezone.now()
         if status == self.Status.SUCCEEDED:
@@ -70,7 +71,7 @@ class TrainingRun(models.Model):
         self.message = message or self.message
         self.error = error
         self.save(update_fields=[
-            "status", "open_slot", "finished_at", "progress", "message", "error",
+            "status", "phase", "open_slot", "finished_at", "progress", "message", "error",
         ])
 
 
