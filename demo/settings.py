@@ -39,6 +39,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Remembers a guest's session key so their events follow them into their account at login.
     "shop_recs.middleware.GuestSessionMiddleware",
+    # Pages that show a shopper's own recommendations get Cache-Control: private.
+    "shop_recs.middleware.PrivateResponseMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -19,6 +19,7 @@ from django.db.models import Q
 from recsys_core.data import EVENT_KINDS
 
 from ..conf import recs_settings
+from ..middleware import mark_personal
 from ..models import Event, EventKind
 from .cache import cached
 
@@ -35,7 +36,10 @@ class Shopper:
 
     @classmethod
     def from_request(cls, request: Any) -> Shopper:
-        """The request's shopper, without creating a session for a visitor who has none."""
+        """The request's shopper, without creating a session for a visitor who has none.
+
+        Whatever is made for this shopper is personal: the response is marked private."""
+        mark_personal(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             return cls(user_id=user.pk)
