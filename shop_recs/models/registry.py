@@ -95,7 +95,8 @@ class ModelVersion(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["is_active"], condition=Q(is_active=True), name="shop_recs_one_active_version"
+                fields=["is_active"], condition=Q(is_active=True),
+                name="shop_recs_one_active_version",
             )
         ]
 
