@@ -120,7 +120,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--large-items", type=int, default=100_000)
-    parser.add_argument("--large-users", type=int, default=5_000)
+    parser.add_argument("--large-users", type=int, default=2_000)
     parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
 

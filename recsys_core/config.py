@@ -56,6 +56,10 @@ class ModelConfig(_JsonConfig):
     # Probability of hiding an item's ID embedding during training, so that the text pathway
     # alone learns to place items (what new products depend on).
     id_dropout: float = 0.0
+    # Items with fewer training interactions than this keep no ID embedding: text alone places
+    # them. A rarely seen ID vector is mostly noise that the softmax has pushed down, and it
+    # drowns the text signal exactly where text matters most. 0 = every item has an ID.
+    min_id_count: int = 0
     # Kind index used when a caller gives a history without kinds (the commonest training kind).
     default_kind: int = 1
 
@@ -70,6 +74,10 @@ class ModelConfig(_JsonConfig):
             raise ValueError("max_len and n_layers must be >= 1")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.id_dropout < 1.0:
             raise ValueError("dropout and id_dropout must be in [0, 1)")
+        if self.min_id_count < 0:
+            raise ValueError("min_id_count must be >= 0")
+        if self.min_id_count > 0 and not (self.use_id and self.use_text):
+            raise ValueError("min_id_count needs both the ID and the text part")
         if not 1 <= self.default_kind < self.n_kinds:
             raise ValueError(f"default_kind must be in [1, {self.n_kinds - 1}]")
 
