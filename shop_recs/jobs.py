@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import current_app
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from .conf import recs_settings
@@ -81,7 +81,7 @@ def _run_eager(task, run_id: int) -> None:
     try:
         task.apply(args=[run_id])
     finally:
-        close_old_connections()
+        connections.close_all()  # this thread ends: its connections would linger (CONN_MAX_AGE)
 
 
 def cancel_training(run: TrainingRun) -> bool:
