@@ -175,12 +175,15 @@ class EventsView(RecsAPIView):
         who = request_shopper(request)
         results: list[dict[str, Any] | None] = [None] * len(events)
         accepted: list[tuple[int, dict[str, Any]]] = []
+        # One serializer checks every event (what is_valid() does, without building the
+        # serializer's fields again per event: that was a third of a batch's CPU time).
+        checker = EventSerializer()
         for index, raw in enumerate(events):
-            event = EventSerializer(data=raw)
-            if event.is_valid():
-                accepted.append((index, {**event.validated_data, **who}))
-            else:
-                results[index] = {"index": index, "status": "invalid", "errors": event.errors}
+            checker.initial_data = raw  # EventSerializer.validate reads it for unknown fields
+            try:
+                accepted.append((index, {**checker.run_validation(raw), **who}))
+            except ValidationError as exc:
+                results[index] = {"index": index, "status": "invalid", "errors": exc.detail}
         outcome = bulk_record_events([event for _, event in accepted])
         for (index, _), item in zip(accepted, outcome.items, strict=True):
             results[index] = {"index": index, "status": item.status}
