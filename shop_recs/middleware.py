@@ -36,7 +36,8 @@ PERSONAL_ATTRIBUTE = "shop_recs_personal"
 def mark_personal(request: object) -> None:
     """Note that the response to ``request`` depends on who sent it (a DRF Request's
     underlying HttpRequest is marked, so middleware sees it)."""
-    setattr(getattr(request, "_request", request), PERSONAL_ATTRIBUTE, True)
+    if request is not None:
+        setattr(getattr(request, "_request", request), PERSONAL_ATTRIBUTE, True)
 
 
 class PrivateResponseMiddleware:
