@@ -8,7 +8,9 @@ CI can never turn green by skipping the tests that prove the services work.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -82,3 +84,33 @@ def postgres() -> str:
 @pytest.fixture
 def redis_url() -> str:
     return require_redis()
+
+
+def drop_broker_connections() -> None:
+    """Forget every cached broker connection of the current Celery app.
+
+    `app.close()` alone keeps the producer pool, whose connections still point at the old
+    broker, so a test that switched brokers would leak its broker into the next test.
+    """
+    from celery import current_app
+
+    if current_app._pool is not None:
+        current_app._pool.force_close_all()
+    current_app._after_fork()
+
+
+@contextlib.contextmanager
+def celery_broker(url: str, **conf: object) -> Iterator[None]:
+    """Send Celery tasks through `url` (not eagerly) inside the block, then restore."""
+    from celery import current_app
+
+    settings = current_app.conf
+    changes = {"task_always_eager": False, "broker_url": url, **conf}
+    saved = {key: settings[key] for key in changes}
+    settings.update(changes)
+    drop_broker_connections()
+    try:
+        yield
+    finally:
+        settings.update(saved)
+        drop_broker_connections()

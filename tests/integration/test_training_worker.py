@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from celery import current_app
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
@@ -20,6 +19,7 @@ from django.test import override_settings
 from shop_recs.jobs import start_training
 from shop_recs.models import ModelVersion, TrainingRun
 from shop_recs.serving import model_holder
+from tests.conftest import celery_broker
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -55,14 +55,11 @@ def start_worker(redis_url: str, settings, **extra_env: str):
          "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
-    saved = {k: current_app.conf[k] for k in ("task_always_eager", "broker_url")}
-    current_app.conf.update(task_always_eager=False, broker_url=redis_url)
-    current_app.close()  # drop connections made for the old broker
     try:
-        proc.log_path = log_path
-        yield proc
+        with celery_broker(redis_url):
+            proc.log_path = log_path
+            yield proc
     finally:
-        current_app.conf.update(saved)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -70,7 +67,6 @@ def start_worker(redis_url: str, settings, **extra_env: str):
             except subprocess.TimeoutExpired:
                 proc.kill()
         log.close()
-        current_app.close()
 
 
 def wait_for(run: TrainingRun, timeout: float = 240) -> TrainingRun:

@@ -8,35 +8,24 @@ cache unreachable every shop page and recommendation endpoint still answers with
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 
 import pytest
-from celery import current_app
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from shop_recs.models import Event, EventKind, TrainingRun
+from tests.conftest import celery_broker
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 CACHE_DOWN = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": DEAD_REDIS}}
 
 
-@contextlib.contextmanager
-def broker_down() -> Iterator[None]:
-    conf = current_app.conf
-    saved = {k: conf[k] for k in ("task_always_eager", "broker_url", "broker_connection_timeout")}
-    conf.update(task_always_eager=False, broker_url=DEAD_REDIS, broker_connection_timeout=0.5)
-    current_app.close()
-    try:
-        yield
-    finally:
-        conf.update(saved)
-        current_app.close()
+def broker_down():
+    return celery_broker(DEAD_REDIS, broker_connection_timeout=0.5)
 
 
 # (page, what shows that its lists were rendered)

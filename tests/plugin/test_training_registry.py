@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from celery import current_app
 from django.contrib.auth.models import Permission, User
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -15,6 +14,7 @@ from shop_recs.jobs import QueueUnavailable, cancel_training, reap_stale_runs, s
 from shop_recs.models import ModelVersion, TrainingRun
 from shop_recs.registry import promotion_gate
 from tasks.training import RunReporter
+from tests.conftest import celery_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -118,17 +118,9 @@ def test_a_live_run_is_not_reaped(no_worker) -> None:
 
 
 def test_unreachable_broker_says_so_and_leaves_no_open_run() -> None:
-    conf = current_app.conf
-    saved = {k: conf[k] for k in ("task_always_eager", "broker_url", "broker_connection_timeout")}
-    conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:1/0",
-                broker_connection_timeout=0.5)
-    current_app.close()
-    try:
-        with pytest.raises(QueueUnavailable, match="unreachable"):
-            start_training()
-    finally:
-        conf.update(saved)
-        current_app.close()
+    with celery_broker("redis://127.0.0.1:1/0", broker_connection_timeout=0.5), \
+            pytest.raises(QueueUnavailable, match="unreachable"):
+        start_training()
     run = TrainingRun.objects.get()
     assert run.status == Status.FAILED and run.open_slot is None
 
