@@ -56,6 +56,12 @@ class ModelConfig(_JsonConfig):
     # Probability of hiding an item's ID embedding during training, so that the text pathway
     # alone learns to place items (what new products depend on).
     id_dropout: float = 0.0
+    # Dimensions of the text-match channel (0 = off): each candidate also scores a learned
+    # weight times the cosine between its text and the text of the shopper's latest item, in a
+    # PCA basis of the catalogue's side vectors. It gives the model the exact "more like what
+    # you just looked at" signal that a d_model-sized projection blurs, which matters most for
+    # items with few interactions.
+    text_match_dim: int = 0
     # Items with fewer training interactions than this keep no ID embedding: text alone places
     # them. A rarely seen ID vector is mostly noise that the softmax has pushed down, and it
     # drowns the text signal exactly where text matters most. 0 = every item has an ID.
@@ -74,6 +80,10 @@ class ModelConfig(_JsonConfig):
             raise ValueError("max_len and n_layers must be >= 1")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.id_dropout < 1.0:
             raise ValueError("dropout and id_dropout must be in [0, 1)")
+        if self.text_match_dim < 0 or (self.text_match_dim and not self.use_text):
+            raise ValueError("text_match_dim must be >= 0 and needs use_text")
+        if self.text_match_dim > self.text_dim:
+            raise ValueError(f"text_match_dim must be <= text_dim ({self.text_dim})")
         if self.min_id_count < 0:
             raise ValueError("min_id_count must be >= 0")
         if self.min_id_count > 0 and not (self.use_id and self.use_text):

@@ -16,7 +16,7 @@ import torch
 
 from recsys_core.data import KIND_INDEX
 from recsys_core.evaluation import ScoreFn
-from recsys_core.model import SeqRecModel, pad_histories
+from recsys_core.model import SeqRecModel, latest_items, pad_histories
 
 _BATCH = 256  # shoppers per forward pass in recommend_batch
 
@@ -62,6 +62,7 @@ class Recommender:
         self._counts = None if item_counts is None else np.asarray(item_counts, np.float64)
         with torch.inference_mode():
             self._table = self.model.item_vectors().float().contiguous()
+        self._codes = self.model.text_codes.clone() if config.text_match_dim else None
         self._unit_table: np.ndarray | None = None
 
     # ----------------------------------------------------------------- catalogue
@@ -93,7 +94,10 @@ class Recommender:
         if known or len(set(new_ids)) != len(new_ids):
             raise ValueError(f"items already in the catalogue or repeated: {known[:5] or new_ids}")
         with torch.inference_mode():
-            vectors = self.model.project_text(torch.from_numpy(embeddings)).float()
+            side = torch.from_numpy(embeddings)
+            vectors = self.model.project_text(side).float()
+            if self._codes is not None:
+                self._codes = torch.cat([self._codes, self.model.text_code(side)])
         self._table = torch.cat([self._table, vectors]).contiguous()
         for item in new_ids:
             self._item_ids.append(item)
@@ -265,7 +269,11 @@ class Recommender:
         )
         with torch.inference_mode():
             users = self.model.user_vectors(items, kinds, lengths, self._table)
-            scores = (users @ self._table.t()).numpy()
+            scores = users @ self._table.t()
+            match = self.model.text_match(latest_items(items, lengths), codes=self._codes)
+            if match is not None:
+                scores += match
+            scores = scores.numpy()
         empty = lengths.numpy() == 0
         if empty.any():
             fallback = np.log1p(self._counts) if self._counts is not None else -np.inf

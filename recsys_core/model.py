@@ -45,6 +45,15 @@ class SeqRecModel(nn.Module):
             self.text_proj: nn.Linear | None = nn.Linear(config.text_dim, d, bias=False)
         else:
             self.text_proj = None
+        self.text_match_weight: nn.Parameter | None = None
+        if config.text_match_dim:
+            k = config.text_match_dim
+            self.register_buffer("text_mean", torch.zeros(config.text_dim))
+            self.register_buffer("text_basis", torch.zeros(config.text_dim, k))
+            self.register_buffer("text_codes", torch.zeros(n_rows, k))
+            self.text_match_weight = nn.Parameter(torch.tensor(1.0))
+            if text_embeddings is not None:
+                self._fit_text_codes()
         self.position = nn.Embedding(config.max_len, d)
         self.kind = nn.Embedding(config.n_kinds, d, padding_idx=0)
         self.input_dropout = nn.Dropout(config.dropout)
@@ -95,6 +104,45 @@ class SeqRecModel(nn.Module):
             # Row 0 is padding (and masked items): keep it exactly zero, also under gradients.
             vectors = torch.cat([torch.zeros_like(vectors[:1]), vectors[1:]])
         return vectors
+
+    def _fit_text_codes(self) -> None:
+        """PCA basis of the catalogue's side vectors; codes are unit vectors in that basis."""
+        side = self.text_embeddings[1:]
+        k = self.config.text_match_dim
+        density = float((side != 0).float().mean())
+        matrix = side.to_sparse() if density < _SPARSE_DENSITY else side
+        _, _, basis = torch.pca_lowrank(matrix, q=k, center=True, niter=4)
+        self.text_mean.copy_(side.mean(dim=0))
+        self.text_basis.copy_(basis[:, :k])
+        self.text_codes[1:] = self.text_code(side)
+
+    def text_code(self, side_vectors: torch.Tensor) -> torch.Tensor:
+        """Unit-length text-match codes of side vectors (new products get theirs from this)."""
+        codes = (side_vectors - self.text_mean) @ self.text_basis
+        return F.normalize(codes, dim=-1)
+
+    def text_match(
+        self,
+        last_items: torch.Tensor,
+        candidates: torch.Tensor | None = None,
+        codes: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """weight * cosine(text of the latest item, text of each candidate), or None when the
+        channel is off. Candidates: None (every item: [N, n_items + 1]), shared [M] ([N, M]) or
+        per row [N, M] ([N, M]). `codes` replaces the model's own table (a Recommender's,
+        extended by products added after training).
+        """
+        if self.text_match_weight is None:
+            return None
+        codes = self.text_codes if codes is None else codes
+        latest = codes[last_items]
+        if candidates is None:
+            similarity = latest @ codes.t()
+        elif candidates.dim() == 1:
+            similarity = latest @ codes[candidates].t()
+        else:
+            similarity = torch.einsum("nk,nmk->nm", latest, codes[candidates])
+        return self.text_match_weight * similarity
 
     def use_ids_of(self, counts: np.ndarray) -> None:
         """Keep ID embeddings only for items with at least `min_id_count` interactions."""
@@ -150,8 +198,7 @@ class SeqRecModel(nn.Module):
     ) -> torch.Tensor:
         """The state after each sequence's last real event [B, d], given the item table."""
         states = self.sequence_states(table[items], kinds)
-        last = (lengths - 1).clamp(min=0)
-        return states[torch.arange(states.shape[0], device=states.device), last]
+        return states[torch.arange(states.shape[0], device=states.device), _last(lengths)]
 
 
 class _CausalBlock(nn.Module):
@@ -244,8 +291,21 @@ def score_histories(
             items.to(device), kind_rows.to(device), lengths.to(device), table
         )
     scores = users.float() @ table.float().t()
+    match = model.text_match(latest_items(items, lengths).to(device))
+    if match is not None:
+        scores += match
     scores[:, 0] = -torch.inf
     return scores
+
+
+def latest_items(items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each right-padded sequence's latest item (padding, 0, for an empty one)."""
+    return items[torch.arange(len(items), device=items.device), _last(lengths)]
+
+
+def _last(lengths: torch.Tensor) -> torch.Tensor:
+    """Position of each sequence's latest event (0 for an empty one)."""
+    return (lengths - 1).clamp(min=0)
 
 
 def autocast(device: torch.device, bf16: bool) -> torch.autocast:

@@ -417,15 +417,24 @@ def _loss(
     """
     mask = targets > 0
     wanted = targets[mask]
+    latest = items[mask]  # the item each predicting position has just seen
     if sampler is None or negatives is None:
         table = model.item_vectors()
         states = model.sequence_states(table[items], kinds)[mask]
         logits = states @ table[1:].t()
+        match = model.text_match(latest)
+        if match is not None:
+            logits = logits + match[:, 1:]
         return F.cross_entropy(logits.float(), wanted - 1)
     states = model.sequence_states(model.item_vectors(items), kinds)[mask]
     positive = (states * model.item_vectors(wanted)).sum(-1, keepdim=True)
     negative = states @ model.item_vectors(negatives).t()
     logits = torch.cat([positive, negative], dim=1).float()
+    if model.text_match_weight is not None:
+        positive_match = model.text_match(latest, wanted.unsqueeze(1))
+        negative_match = model.text_match(latest, negatives)
+        assert positive_match is not None and negative_match is not None
+        logits = logits + torch.cat([positive_match, negative_match], dim=1)
     correction = torch.cat(
         [sampler.log_q[wanted].unsqueeze(1), sampler.log_q[negatives].expand(len(wanted), -1)],
         dim=1,

@@ -74,6 +74,15 @@ def test_round_trip_serves_exactly_what_was_saved(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["v1"]  # no temporary directory left
 
 
+def test_text_match_channel_survives_the_round_trip(tmp_path):
+    config = ModelConfig(**{**CONFIG_.to_dict(), "text_match_dim": 4})
+    save(tmp_path / "v", config=config)
+    loaded = load_version(tmp_path / "v")
+    in_memory = Recommender(model(config), SHOP.data.item_ids, item_counts=COUNTS)
+    history = SHOP.data.item_ids[3:6]
+    assert loaded.recommend(history, k=8) == in_memory.recommend(history, k=8)
+
+
 def test_id_only_model_keeps_text_embeddings_for_search(tmp_path):
     config = ModelConfig(**{**CONFIG_.to_dict(), "use_text": False})
     save(tmp_path / "v", config=config)

@@ -159,6 +159,22 @@ def test_added_products_are_placed_by_text_alone(recommender):
                              item_counts=item_counts(SHOP.data.sequences, SHOP.n_items))
 
 
+def test_text_match_places_a_new_product_next_to_the_latest_items_text():
+    config = ModelConfig(n_items=SHOP.n_items, d_model=16, n_heads=1, n_layers=1, max_len=10,
+                         text_dim=TEXT_DIM, text_match_dim=8)
+    torch.manual_seed(0)
+    from recsys_core.model import SeqRecModel
+
+    model = SeqRecModel(config, SHOP.texts)
+    with torch.no_grad():
+        model.text_match_weight.fill_(1000.0)  # let the text channel decide
+    recommender = Recommender(model, SHOP.data.item_ids)
+    twin = SHOP.texts[2] + 0.01  # a new product whose text is item 3's (p3)
+    recommender.add_items(["twin"], twin[None, :] / np.linalg.norm(twin))
+    found = recommender.recommend(ids(7, 3), k=1)
+    assert found[0].item == "twin"
+
+
 def test_id_only_model_cannot_place_new_items():
     config = ModelConfig(n_items=SHOP.n_items, d_model=16, n_heads=1, n_layers=1, use_text=False)
     torch.manual_seed(0)

@@ -62,6 +62,32 @@ def test_rarely_seen_items_are_placed_by_text_alone():
         small_config(min_id_count=3, use_text=False)
 
 
+def test_text_match_scores_weighted_cosine_of_the_latest_items_text():
+    torch.manual_seed(0)
+    texts = text_matrix(dim=8)
+    model = SeqRecModel(small_config(text_match_dim=4), texts).eval()
+    codes = model.text_codes
+    assert torch.count_nonzero(codes[0]) == 0
+    torch.testing.assert_close(codes[1:].norm(dim=1), torch.ones(12))
+    basis = model.text_basis
+    torch.testing.assert_close(basis.t() @ basis, torch.eye(4), atol=1e-4, rtol=0)
+    with torch.no_grad():
+        model.text_match_weight.fill_(2.0)
+    everything = model.text_match(torch.tensor([3, 7]))
+    torch.testing.assert_close(everything, 2.0 * codes[[3, 7]] @ codes.t())
+    shared = model.text_match(torch.tensor([3, 7]), torch.tensor([5, 1]))
+    torch.testing.assert_close(shared, everything[:, [5, 1]])
+    per_row = model.text_match(torch.tensor([3, 7]), torch.tensor([[5], [1]]))
+    torch.testing.assert_close(per_row[:, 0], everything[[0, 1], [5, 1]])
+    # The channel enters the scores: they differ exactly by the match term.
+    table = model.item_vectors().detach()
+    with_match = score_histories(model, table, [np.array([4, 3])], [None])
+    with torch.no_grad():
+        model.text_match_weight.fill_(0.0)
+    without = score_histories(model, table, [np.array([4, 3])], [None])
+    torch.testing.assert_close((with_match - without)[0, 1:], everything[0, 1:])
+
+
 def test_sparse_side_vectors_give_the_same_table_as_dense():
     # Attribute multi-hots are mostly zeros: the model multiplies them as a sparse matrix.
     rng = np.random.default_rng(1)
@@ -140,6 +166,7 @@ def test_side_matrix_of_the_wrong_shape_is_refused():
         ("use_text", False, "at least one"),
         ("dropout", 1.0, "dropout"),
         ("n_items", 0, "n_items"),
+        ("text_match_dim", 500, "text_match_dim"),
     ],
 )
 def test_model_config_rejects_impossible_values(field, value, message):

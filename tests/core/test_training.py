@@ -61,6 +61,15 @@ def test_model_clearly_beats_popularity_within_seconds(loss):
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_text_match_channel_trains_with_either_loss(loss):
+    # The next item always shares the latest item's category, i.e. its text direction.
+    config = replace(MODEL, text_match_dim=8)
+    result = run(replace(TRAIN, loss=loss, n_negatives=16), config)
+    assert ndcg_on_test(result.model) > 0.5
+    assert result.model.text_match_weight.item() > 0
+
+
 def test_cpu_training_is_deterministic_under_a_seed():
     first, second = run(), run()
     assert_same_weights(weights(first.model), weights(second.model))
