@@ -62,10 +62,6 @@ class ModelConfig(_JsonConfig):
     # you just looked at" signal that a d_model-sized projection blurs, which matters most for
     # items with few interactions.
     text_match_dim: int = 0
-    # Items with fewer training interactions than this keep no ID embedding: text alone places
-    # them. A rarely seen ID vector is mostly noise that the softmax has pushed down, and it
-    # drowns the text signal exactly where text matters most. 0 = every item has an ID.
-    min_id_count: int = 0
     # Kind index used when a caller gives a history without kinds (the commonest training kind).
     default_kind: int = 1
 
@@ -84,10 +80,6 @@ class ModelConfig(_JsonConfig):
             raise ValueError("text_match_dim must be >= 0 and needs use_text")
         if self.text_match_dim > self.text_dim:
             raise ValueError(f"text_match_dim must be <= text_dim ({self.text_dim})")
-        if self.min_id_count < 0:
-            raise ValueError("min_id_count must be >= 0")
-        if self.min_id_count > 0 and not (self.use_id and self.use_text):
-            raise ValueError("min_id_count needs both the ID and the text part")
         if not 1 <= self.default_kind < self.n_kinds:
             raise ValueError(f"default_kind must be in [1, {self.n_kinds - 1}]")
 

@@ -31,9 +31,6 @@ class SeqRecModel(nn.Module):
         d = config.d_model
         n_rows = config.n_items + 1  # row 0 is padding
         self.item_id = nn.Embedding(n_rows, d, padding_idx=0) if config.use_id else None
-        if config.use_id:
-            # 1 where an item uses its ID embedding; set from training counts (min_id_count).
-            self.register_buffer("id_mask", torch.ones(n_rows, 1))
         if config.use_text:
             side = torch.zeros(n_rows, config.text_dim)
             if text_embeddings is not None:
@@ -82,10 +79,7 @@ class SeqRecModel(nn.Module):
         """
         parts: list[torch.Tensor] = []
         if self.item_id is not None:
-            if index is None:
-                ids = self.item_id.weight * self.id_mask
-            else:
-                ids = self.item_id(index) * self.id_mask[index]
+            ids = self.item_id.weight if index is None else self.item_id(index)
             if self.training and self.config.id_dropout > 0:
                 keep = torch.rand(ids.shape[:-1], device=ids.device) >= self.config.id_dropout
                 ids = ids * keep.unsqueeze(-1).to(ids.dtype)
@@ -143,13 +137,6 @@ class SeqRecModel(nn.Module):
         else:
             similarity = torch.einsum("nk,nmk->nm", latest, codes[candidates])
         return self.text_match_weight * similarity
-
-    def use_ids_of(self, counts: np.ndarray) -> None:
-        """Keep ID embeddings only for items with at least `min_id_count` interactions."""
-        if self.item_id is None or self.config.min_id_count == 0:
-            return
-        keep = torch.as_tensor(np.asarray(counts) >= self.config.min_id_count)
-        self.id_mask.copy_(keep.to(self.id_mask.dtype).unsqueeze(1))
 
     def project_text(self, text_embeddings: torch.Tensor) -> torch.Tensor:
         """Vectors of items known only by their side vector (new products after training)."""

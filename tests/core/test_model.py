@@ -43,25 +43,6 @@ def test_id_only_and_text_only_models_use_one_part():
     )
 
 
-def test_rarely_seen_items_are_placed_by_text_alone():
-    torch.manual_seed(0)
-    texts = text_matrix()
-    model = SeqRecModel(small_config(min_id_count=3), texts).eval()
-    counts = np.array([0, 5, 2, 3, 0, 1, 9, 3, 0, 4, 2, 7, 3])
-    model.use_ids_of(counts)
-    table = model.item_vectors()
-    projected = model.text_proj(torch.from_numpy(texts))
-    rare = np.flatnonzero(counts[1:] < 3)
-    frequent = np.flatnonzero(counts[1:] >= 3)
-    torch.testing.assert_close(table[1:][rare], projected[rare])
-    torch.testing.assert_close(
-        table[1:][frequent], projected[frequent] + model.item_id.weight[1:][frequent]
-    )
-    torch.testing.assert_close(model.item_vectors(torch.tensor([2, 3])), table[[2, 3]])
-    with pytest.raises(ValueError, match="needs both"):
-        small_config(min_id_count=3, use_text=False)
-
-
 def test_text_match_scores_weighted_cosine_of_the_latest_items_text():
     torch.manual_seed(0)
     texts = text_matrix(dim=8)
