@@ -1,0 +1,312 @@
+"""How fast recommendations are served: REST latency under load, throughput, and tag render time.
+
+    python -m benchmarks.serving [--products 50000] [--shoppers 100000] [--rate 200]
+                                 [--seconds 20] [--workers 2] [--reuse]
+
+1. builds the demo shop (``demo_shop`` + ``recs_import_orders``) in its own PostgreSQL database
+   (``--database``, default shop_recs_bench_serving; ``--reuse`` keeps one of the right size);
+2. trains a model version over the whole catalogue (short: latency does not depend on how good
+   it is, only on its shape; ID embeddings, ``--train-users`` shoppers, ``--epochs``) and
+   activates it;
+3. serves the demo with gunicorn on loopback (Redis as the shared cache) and measures, after a
+   warm-up: p50/p99 of ``GET for-you`` (token auth, random shoppers with a history) and of
+   ``GET products/<id>/similar`` at a fixed ``--rate`` (open loop: latency counts from when each
+   request was due), the maximum throughput with wrk (both endpoints mixed), and p50/p99 of the
+   product page with its two tags;
+4. times each product-page tag in-process (similar_products, bought_together: candidates,
+   rules, one product query, the impression insert and the template).
+
+Prints a table, appends it to BENCHMARKS.md, and ends with
+``RESULT foryou_p99_ms=<x> similar_p99_ms=<x> rps=<x> tag_ms=<x>``.
+Target on a 2-core machine: p99 <= 30 ms at 200 requests/s, <= 5 ms per tag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+BENCHMARK_MODEL = "trained by benchmarks.serving"  # the version's gate reason: reusable
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=50_000)
+    parser.add_argument("--shoppers", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=200.0, help="requests/s while timing")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per endpoint")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--database", default="shop_recs_bench_serving")
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--train-users", type=int, default=20_000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--sample-shoppers", type=int, default=10_000,
+                        help="shoppers the for-you requests are spread over")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the database and model if they already have the right size")
+    args = parser.parse_args(argv)
+    args.port = args.port or _free_port()
+
+    started = time.perf_counter()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
+        "DATABASE_URL": f"{args.postgres}/{args.database}",
+        "REDIS_CACHE_URL": args.redis,
+        "DJANGO_DEBUG": "0",
+        "SHOP_RECS_VAR_DIR": str(REPO / "var" / "bench-serving"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    os.environ.update(env)
+    _create_database(args.postgres, args.database)
+
+    import django
+
+    django.setup()
+    from django.core.cache import cache
+
+    from benchmarks._report import machine_description, publish
+
+    machine = machine_description()
+    _build_shop(args)
+    version = _model(args)
+    cache.clear()
+    tokens = _tokens(args.sample_shoppers)
+    products = _product_ids()
+    rng = random.Random(0)
+    foryou = [("/recs/api/for-you/?limit=8", {"Authorization": f"Token {t}"}) for t in tokens]
+    similar = [(f"/recs/api/products/{p}/similar/?limit=8", {}) for p in
+               rng.sample(products, min(5000, len(products)))]
+    pages = [(f"/products/{p}/", {}) for p in rng.sample(products, min(2000, len(products)))]
+
+    from benchmarks._http_load import closed_loop_wrk, open_loop
+
+    server = _start_gunicorn(args, env)
+    try:
+        _warm_up(args.port, foryou + similar + pages, workers=args.workers)
+        results = {}
+        for name, requests in (("GET for-you", foryou), ("GET similar", similar)):
+            results[name] = open_loop(HOST, args.port, requests, rate=args.rate,
+                                      seconds=args.seconds)
+        results["GET product page (2 tags)"] = open_loop(
+            HOST, args.port, pages, rate=min(args.rate, 50), seconds=args.seconds / 2
+        )
+        rps = closed_loop_wrk(HOST, args.port, foryou + similar, seconds=int(args.seconds))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    tags = _time_tags(products)
+
+    rows = [
+        [name, f"{r.achieved_rate:.0f}", len(r.latencies_ms), sum(r.errors.values()),
+         round(r.percentile(50), 2), round(r.percentile(99), 2)]
+        for name, r in results.items()
+    ]
+    rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
+              round(_percentile(times, 99), 2)] for name, times in tags.items()]
+    rows.append(["max throughput, for-you + similar (wrk)",
+                 "" if rps is None else f"{rps:.0f}", "", "", "", ""])
+    publish(
+        "Serving (PostgreSQL, gunicorn on loopback)",
+        ["workload", "req/s", "requests", "errors", "p50 ms", "p99 ms"],
+        rows,
+        machine=machine,
+        started=started,
+        notes=[
+            f"{args.products} products, {args.shoppers} shoppers; model {version} "
+            f"(ID embeddings, n_items = catalogue); gunicorn {args.workers} workers x "
+            f"{args.threads} threads; Redis "
+            "cache; for-you spread over "
+            f"{len(tokens)} shoppers with a history (token auth), similar over random products; "
+            "every list response also stores its impression event. Latency is measured from "
+            "when each request was due (open loop, load generator on the same 2 cores); the "
+            "throughput line is wrk with 16 connections.",
+        ],
+    )
+    foryou_p99 = results["GET for-you"].percentile(99)
+    similar_p99 = results["GET similar"].percentile(99)
+    tag_ms = statistics.median([t for times in tags.values() for t in times])
+    print(f"RESULT foryou_p99_ms={foryou_p99:.2f} similar_p99_ms={similar_p99:.2f} "
+          f"rps={0 if rps is None else rps:.0f} tag_ms={tag_ms:.2f}")
+
+
+# --- Setup -------------------------------------------------------------------------------------
+
+
+def _create_database(server: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                    [name]).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def _build_shop(args: argparse.Namespace) -> None:
+    from django.core.management import call_command
+    from django.db import connection
+
+    from demo.models import Product
+
+    call_command("migrate", verbosity=0)
+    if args.reuse and Product.objects.count() == args.products:
+        print(f"Reusing the shop in {args.database}", flush=True)
+    else:
+        print(f"Building the demo shop: {args.products} products, {args.shoppers} shoppers",
+              flush=True)
+        call_command("demo_shop", products=args.products, shoppers=args.shoppers, reset=True,
+                     verbosity=1)
+        call_command("recs_import_orders", verbosity=1)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # planner statistics, as a live database has them
+
+
+def _model(args: argparse.Namespace) -> str:
+    """The active version, trained now unless --reuse finds one over this catalogue."""
+    import numpy as np
+
+    from recsys_core.config import TrainConfig
+    from recsys_core.data import SequenceData
+    from recsys_core.pipeline import train_version
+    from shop_recs.export import export_training_data
+    from shop_recs.models import ModelVersion
+    from shop_recs.registry import GateDecision, store_version
+
+    active = ModelVersion.active()
+    if args.reuse and active is not None and active.gate_reason == BENCHMARK_MODEL:
+        return active.label
+    print("Training the benchmark's model version", flush=True)
+    data = export_training_data().data
+    rng = np.random.default_rng(0)
+    keep = sorted(rng.choice(len(data.users), min(args.train_users, len(data.users)),
+                             replace=False))
+    subset = SequenceData(
+        item_ids=data.item_ids, users=[data.users[i] for i in keep],
+        sequences=[data.sequences[i] for i in keep], kinds=[data.kinds[i] for i in keep],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_version(
+            subset, model_config_overrides={"use_text": False, "d_model": 64},
+            train_config=TrainConfig(epochs=args.epochs, patience=1, batch_size=256, seed=0,
+                                     device="cpu"),
+            text_encoder=None, output_dir=Path(tmp) / "artifact", baseline_scores=False,
+        )
+        version = store_version(None, Path(tmp) / "artifact", result.metrics,
+                                {"users": len(keep)}, GateDecision(True, BENCHMARK_MODEL))
+    version.activate()
+    return version.label
+
+
+def _tokens(count: int) -> list[str]:
+    """API tokens of up to ``count`` shoppers who have a history (created once)."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from shop_recs.models import Event
+
+    users = list(Event.objects.filter(user__isnull=False).order_by("user_id")
+                 .values_list("user_id", flat=True).distinct()[: count * 3])
+    chosen = random.Random(0).sample(users, min(count, len(users)))
+    have = set(Token.objects.filter(user_id__in=chosen).values_list("user_id", flat=True))
+    user_model = get_user_model()
+    Token.objects.bulk_create([Token(user=user_model(pk=pk), key=Token.generate_key())
+                               for pk in chosen if pk not in have], batch_size=1000)
+    return list(Token.objects.filter(user_id__in=chosen).values_list("key", flat=True))
+
+
+def _product_ids() -> list[str]:
+    from shop_recs.adapter import get_adapter
+
+    return [str(pk) for pk in get_adapter().available_products().values_list("pk", flat=True)]
+
+
+# --- Serving -----------------------------------------------------------------------------------
+
+
+def _start_gunicorn(args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "demo.wsgi:application", "--workers",
+         str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads),
+         "--bind", f"{HOST}:{args.port}", "--log-level", "warning"],
+        cwd=REPO, env=env,
+    )
+    for _ in range(120):
+        time.sleep(0.5)
+        if server.poll() is not None:  # e.g. the port is taken: never measure another server
+            raise RuntimeError("gunicorn exited; see its output above")
+        try:
+            urllib.request.urlopen(f"http://{HOST}:{args.port}/recs/api/schema/", timeout=2)
+            return server
+        except OSError:
+            pass
+    server.terminate()
+    raise RuntimeError("gunicorn did not answer within 60 s")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def _warm_up(port: int, requests: list, *, workers: int) -> None:
+    """Every worker loads the model, the catalogue snapshot and the popularity ranking."""
+    from benchmarks._http_load import open_loop
+
+    sample = random.Random(1).sample(requests, min(len(requests), 100 * workers))
+    open_loop(HOST, port, sample, rate=50, seconds=len(sample) / 50, threads=4)
+
+
+def _time_tags(products: list[str], renders: int = 300) -> dict[str, list[float]]:
+    """ms per render of each product-page tag, for a guest on random product pages."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    from demo.models import Product
+
+    request = RequestFactory().get("/")
+    SessionMiddleware(lambda r: None).process_request(request)
+    request.user = AnonymousUser()
+    request.session.save()
+    chosen = Product.objects.in_bulk(random.Random(2).sample(products, renders))
+    timings: dict[str, list[float]] = {}
+    for name, source in (("similar_products", "{% similar_products product 6 %}"),
+                         ("bought_together", "{% bought_together product 4 %}")):
+        template = Template("{% load shop_recs %}" + source)
+        template.render(Context({"request": request, "product": next(iter(chosen.values()))}))
+        times = []
+        for product in chosen.values():
+            begin = time.perf_counter()
+            html = template.render(Context({"request": request, "product": product}))
+            times.append((time.perf_counter() - begin) * 1000)
+            if "shop-recs__item" not in html:
+                raise RuntimeError(f"{name} rendered no list for product {product.pk}")
+        timings[name] = times
+    return timings
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Settings of the serving benchmark: the demo shop's, served the way a shop would run it.
+
+DEBUG off, PostgreSQL (DATABASE_URL) and Redis as the shared cache (REDIS_CACHE_URL), both set by
+``benchmarks.serving`` before Django starts, and no API throttling: the load comes from one
+address on purpose.
+"""
+
+from demo.settings import *  # noqa: F403
+from demo.settings import LOGGING, REST_FRAMEWORK
+
+DEBUG = False
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {"shop_recs": None, "shop_recs_events": None},
+}
+LOGGING = {**LOGGING, "loggers": {"shop_recs": {"handlers": ["console"], "level": "WARNING"}}}
