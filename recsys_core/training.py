@@ -341,6 +341,8 @@ class _Trainer:
             for slot, value in slots.items():
                 tensors[f"optim.{index}.{slot}"] = value
         tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":  # dropout on the GPU draws from the CUDA generator
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         trainer_state = {
             "epoch": self.state.epoch,
             "best_metric": self.state.best_metric,
@@ -385,6 +387,8 @@ class _Trainer:
             slots.setdefault(int(index), {})[slot] = value
         self.optimizer.load_state_dict({"state": slots, "param_groups": saved["param_groups"]})
         torch.set_rng_state(tensors["rng.torch"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.state = _State(
             epoch=saved["epoch"],
             best_metric=saved["best_metric"],
