@@ -24,6 +24,8 @@ from recsys_core.inference import Recommender
 from recsys_core.text import TextEncoder
 from recsys_core.training import Progress, ProgressFn, length_sorted, train
 
+# Share of max_train_seconds the early-stopping run may use when a refit follows.
+_SEARCH_SHARE = 0.55
 # Share of the overall progress bar each phase takes (training dominates).
 _EMBED_END, _SEARCH_END, _TRAIN_END, _EVALUATE_END = 0.10, 0.55, 0.90, 0.97
 
@@ -64,7 +66,7 @@ def train_version(
     fresh model on the training events plus each shopper's validation event, and that model
     is evaluated and saved: the most recent events are the most telling (on Amazon Beauty
     NDCG@10 rises by a fifth), and the test event still never reaches training. Both phases
-    share `max_train_seconds`.
+    share `max_train_seconds`, the early-stopping run taking at most 55% of it.
     """
     report = progress or (lambda _progress: None)
     overrides = dict(model_config_overrides or {})
@@ -91,18 +93,22 @@ def train_version(
     )
 
     search_end = _SEARCH_END if refit else _TRAIN_END
+    budget = train_config.max_train_seconds
+    search_config = train_config
+    if refit and budget is not None:
+        # The refit runs at most as many epochs, without validation: the rest always fits.
+        search_config = replace(train_config, max_train_seconds=_SEARCH_SHARE * budget)
     result = train(
         split,
         data.n_items,
         texts if use_text else None,
         model_config,
-        train_config,
+        search_config,
         progress=_rescaled(report, _EMBED_END, search_end),
         checkpoint_dir=_subdirectory(checkpoint_dir, "search"),
         should_stop=should_stop,
     )
     model, history, train_seconds = result.model, list(result.history), result.train_seconds
-    budget = train_config.max_train_seconds
     remaining = None if budget is None else budget - train_seconds
     refit_done = False
     if refit and (remaining is None or remaining > 0):
