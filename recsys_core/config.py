@@ -54,16 +54,21 @@ class ModelConfig(_JsonConfig):
     n_kinds: int = len(EVENT_KINDS) + 1
     ff_mult: int = 2
     # Probability of hiding an item's ID embedding during training, so that the text pathway
-    # alone learns to place items (what new products depend on).
+    # alone learns to place items (what new products depend on). Used only with both parts:
+    # text-specific settings are inert in an ID-only model, so one preset serves an ablation.
     id_dropout: float = 0.0
     # Dimensions of the text-match channel (0 = off): each candidate also scores a learned
     # weight times the cosine between its text and the text of the shopper's latest item, in a
     # PCA basis of the catalogue's side vectors. It gives the model the exact "more like what
     # you just looked at" signal that a d_model-sized projection blurs, which matters most for
-    # items with few interactions.
+    # items with few interactions. Used only with use_text.
     text_match_dim: int = 0
     # Kind index used when a caller gives a history without kinds (the commonest training kind).
     default_kind: int = 1
+
+    @property
+    def uses_text_match(self) -> bool:
+        return self.use_text and self.text_match_dim > 0
 
     def __post_init__(self) -> None:
         if self.n_items < 1:
@@ -76,9 +81,9 @@ class ModelConfig(_JsonConfig):
             raise ValueError("max_len and n_layers must be >= 1")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.id_dropout < 1.0:
             raise ValueError("dropout and id_dropout must be in [0, 1)")
-        if self.text_match_dim < 0 or (self.text_match_dim and not self.use_text):
-            raise ValueError("text_match_dim must be >= 0 and needs use_text")
-        if self.text_match_dim > self.text_dim:
+        if self.text_match_dim < 0:
+            raise ValueError("text_match_dim must be >= 0")
+        if self.use_text and self.text_match_dim > self.text_dim:
             raise ValueError(f"text_match_dim must be <= text_dim ({self.text_dim})")
         if not 1 <= self.default_kind < self.n_kinds:
             raise ValueError(f"default_kind must be in [1, {self.n_kinds - 1}]")

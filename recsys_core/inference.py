@@ -62,7 +62,7 @@ class Recommender:
         self._counts = None if item_counts is None else np.asarray(item_counts, np.float64)
         with torch.inference_mode():
             self._table = self.model.item_vectors().float().contiguous()
-        self._codes = self.model.text_codes.clone() if config.text_match_dim else None
+        self._codes = self.model.text_codes.clone() if config.uses_text_match else None
         self._unit_table: np.ndarray | None = None
 
     # ----------------------------------------------------------------- catalogue

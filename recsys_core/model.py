@@ -43,7 +43,7 @@ class SeqRecModel(nn.Module):
         else:
             self.text_proj = None
         self.text_match_weight: nn.Parameter | None = None
-        if config.text_match_dim:
+        if config.uses_text_match:
             k = config.text_match_dim
             self.register_buffer("text_mean", torch.zeros(config.text_dim))
             self.register_buffer("text_basis", torch.zeros(config.text_dim, k))
@@ -80,7 +80,7 @@ class SeqRecModel(nn.Module):
         parts: list[torch.Tensor] = []
         if self.item_id is not None:
             ids = self.item_id.weight if index is None else self.item_id(index)
-            if self.training and self.config.id_dropout > 0:
+            if self.training and self.config.id_dropout > 0 and self.text_proj is not None:
                 keep = torch.rand(ids.shape[:-1], device=ids.device) >= self.config.id_dropout
                 ids = ids * keep.unsqueeze(-1).to(ids.dtype)
             parts.append(ids)

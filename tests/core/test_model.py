@@ -158,6 +158,18 @@ def test_model_config_rejects_impossible_values(field, value, message):
         ModelConfig(**{**values, field: value})
 
 
+def test_text_settings_are_inert_in_an_id_only_model():
+    # One preset serves both arms of the text ablation.
+    torch.manual_seed(0)
+    plain = SeqRecModel(small_config(use_text=False)).train()
+    torch.manual_seed(0)
+    with_text_settings = SeqRecModel(
+        small_config(use_text=False, text_match_dim=4, id_dropout=0.5)
+    ).train()
+    assert with_text_settings.text_match_weight is None
+    torch.testing.assert_close(with_text_settings.item_vectors(), plain.item_vectors())
+
+
 def test_configs_round_trip_through_json_and_refuse_unknown_keys():
     model_config = small_config(id_dropout=0.1)
     train_config = TrainConfig(epochs=3, loss="sampled", max_train_seconds=9.5)
