@@ -94,8 +94,8 @@ def drop_broker_connections() -> None:
     """
     from celery import current_app
 
-    if current_app._pool is not None:
-        current_app._pool.force_close_all()
+    # Forget (not close) the pools: a producer still holding a closed pool fails later with
+    # "Acquire on closed pool"; forgotten connections are closed when collected.
     current_app._after_fork()
 
 
