@@ -62,7 +62,9 @@ class Recommender:
         self._counts = None if item_counts is None else np.asarray(item_counts, np.float64)
         with torch.inference_mode():
             self._table = self.model.item_vectors().float().contiguous()
+        # Text-match tables (codes, popularity buckets), extended by add_items.
         self._codes = self.model.text_codes.clone() if config.uses_text_match else None
+        self._buckets = self.model.item_bucket.clone() if config.uses_text_match else None
         self._unit_table: np.ndarray | None = None
 
     # ----------------------------------------------------------------- catalogue
@@ -96,8 +98,10 @@ class Recommender:
         with torch.inference_mode():
             side = torch.from_numpy(embeddings)
             vectors = self.model.project_text(side).float()
-            if self._codes is not None:
+            if self._codes is not None and self._buckets is not None:
                 self._codes = torch.cat([self._codes, self.model.text_code(side)])
+                new_buckets = torch.zeros(len(new_ids), dtype=torch.long)  # no interactions
+                self._buckets = torch.cat([self._buckets, new_buckets])
         self._table = torch.cat([self._table, vectors]).contiguous()
         for item in new_ids:
             self._item_ids.append(item)
@@ -270,7 +274,9 @@ class Recommender:
         with torch.inference_mode():
             users = self.model.user_vectors(items, kinds, lengths, self._table)
             scores = users @ self._table.t()
-            match = self.model.text_match(latest_items(items, lengths), codes=self._codes)
+            match = self.model.text_match(
+                latest_items(items, lengths), codes=self._codes, buckets=self._buckets
+            )
             if match is not None:
                 scores += match
             scores = scores.numpy()

@@ -18,6 +18,8 @@ from torch.nn import functional as F
 
 from recsys_core.config import ModelConfig
 
+# Popularity buckets of the text-match weight: 0, 1, 2-3, 4-7, ..., >= 64 interactions.
+_MATCH_BUCKETS = 8
 # Side matrices sparser than this are multiplied as sparse tensors (attribute multi-hots are ~1%).
 _SPARSE_DENSITY = 0.05
 
@@ -48,7 +50,10 @@ class SeqRecModel(nn.Module):
             self.register_buffer("text_mean", torch.zeros(config.text_dim))
             self.register_buffer("text_basis", torch.zeros(config.text_dim, k))
             self.register_buffer("text_codes", torch.zeros(n_rows, k))
-            self.text_match_weight = nn.Parameter(torch.tensor(1.0))
+            # One weight per popularity bucket of the candidate: text can count for more where
+            # behaviour is thin. Buckets come from training counts (set_item_counts).
+            self.register_buffer("item_bucket", torch.zeros(n_rows, dtype=torch.long))
+            self.text_match_weight = nn.Parameter(torch.ones(_MATCH_BUCKETS))
             if text_embeddings is not None:
                 self._fit_text_codes()
         self.position = nn.Embedding(config.max_len, d)
@@ -116,28 +121,38 @@ class SeqRecModel(nn.Module):
         codes = (side_vectors - self.text_mean) @ self.text_basis
         return F.normalize(codes, dim=-1)
 
+    def set_item_counts(self, counts: np.ndarray) -> None:
+        """Popularity bucket of every item from its training interactions: log2(count + 1)."""
+        if self.text_match_weight is None:
+            return
+        buckets = np.minimum(np.log2(np.asarray(counts) + 1).astype(np.int64), _MATCH_BUCKETS - 1)
+        self.item_bucket.copy_(torch.from_numpy(buckets))
+
     def text_match(
         self,
         last_items: torch.Tensor,
         candidates: torch.Tensor | None = None,
         codes: torch.Tensor | None = None,
+        buckets: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """weight * cosine(text of the latest item, text of each candidate), or None when the
-        channel is off. Candidates: None (every item: [N, n_items + 1]), shared [M] ([N, M]) or
-        per row [N, M] ([N, M]). `codes` replaces the model's own table (a Recommender's,
-        extended by products added after training).
+        """weight(candidate's popularity) * cosine(text of the latest item, text of the
+        candidate), or None when the channel is off. Candidates: None (every item:
+        [N, n_items + 1]), shared [M] ([N, M]) or per row [N, M] ([N, M]). `codes` and
+        `buckets` replace the model's own tables (a Recommender's, extended by products added
+        after training).
         """
         if self.text_match_weight is None:
             return None
         codes = self.text_codes if codes is None else codes
+        buckets = self.item_bucket if buckets is None else buckets
+        weights = self.text_match_weight[buckets]
         latest = codes[last_items]
         if candidates is None:
-            similarity = latest @ codes.t()
-        elif candidates.dim() == 1:
-            similarity = latest @ codes[candidates].t()
-        else:
-            similarity = torch.einsum("nk,nmk->nm", latest, codes[candidates])
-        return self.text_match_weight * similarity
+            return latest @ codes.t() * weights
+        if candidates.dim() == 1:
+            return latest @ codes[candidates].t() * weights[candidates]
+        similarity = torch.einsum("nk,nmk->nm", latest, codes[candidates])
+        return similarity * weights[candidates]
 
     def project_text(self, text_embeddings: torch.Tensor) -> torch.Tensor:
         """Vectors of items known only by their side vector (new products after training)."""

@@ -159,6 +159,7 @@ class _Trainer:
             raise ValueError("no training sequence has two or more items: nothing to learn from")
         self.valid = _validation_cases(data, train_config)
         counts = item_counts(self.train_items, model_config.n_items)
+        self.model.set_item_counts(counts)
         self.sampler = (
             _NegativeSampler(counts, train_config.n_negatives, self.device)
             if train_config.uses_sampled_loss(model_config.n_items)

@@ -60,6 +60,16 @@ def test_text_match_scores_weighted_cosine_of_the_latest_items_text():
     torch.testing.assert_close(shared, everything[:, [5, 1]])
     per_row = model.text_match(torch.tensor([3, 7]), torch.tensor([[5], [1]]))
     torch.testing.assert_close(per_row[:, 0], everything[[0, 1], [5, 1]])
+    # Each candidate's weight is the one of its popularity bucket, log2(count + 1).
+    counts = np.array([0, 0, 1, 2, 3, 4, 7, 8, 100, 0, 1, 0, 0])
+    model.set_item_counts(counts)
+    assert model.item_bucket.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 6, 0, 1, 0, 0]
+    with torch.no_grad():
+        model.text_match_weight.copy_(torch.arange(1.0, 9.0))
+    bucketed = model.text_match(torch.tensor([3, 7]))
+    torch.testing.assert_close(bucketed, (codes[[3, 7]] @ codes.t()) * (model.item_bucket + 1.0))
+    with torch.no_grad():
+        model.text_match_weight.fill_(2.0)
     # The channel enters the scores: they differ exactly by the match term.
     table = model.item_vectors().detach()
     with_match = score_histories(model, table, [np.array([4, 3])], [None])
