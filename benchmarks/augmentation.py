@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import REPO_ROOT, PeakMemory, machine_description, markdown_table, publish
-from benchmarks.quality import PRESETS, _load, _print_progress, _text_encoder
+from benchmarks.quality import PRESETS, _load, _print_progress, _side_encoder
 from recsys_core.augment.generator import GeneratorSettings
 from recsys_core.config import TrainConfig
 from recsys_core.data import LeaveOneOut, SequenceData, leave_one_out
@@ -171,12 +171,13 @@ def _run(
     print(f"[{arm} seed {seed}: training]", file=sys.stderr, flush=True)
     started = time.perf_counter()
     # The saved version is only needed for this evaluation: it goes with the temporary folder.
+    use_text = protocol["model_config"]["use_text"]
     with PeakMemory() as memory, tempfile.TemporaryDirectory() as output_dir:
         result = train_version(
             data,
             model_config_overrides=dict(protocol["model_config"]),
             train_config=train_config,
-            text_encoder=_text_encoder() if protocol["model_config"]["use_text"] else None,
+            text_encoder=_side_encoder(protocol["dataset"]) if use_text else None,
             output_dir=Path(output_dir) / "version",
             progress=progress,
             baseline_scores=False,

@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Query latency (correction + query embedding + BM25 + cosine + fusion + top 10) over "
         f"{len(data.queries)} new queries on {len(data.texts)} products: p50 {p50:.1f} ms, "
         f"p99 {p99:.1f} ms (CPU time of the process: p50 {cpu50:.1f} ms, p99 {cpu99:.1f} ms; "
-        "wall time above it is waiting for a core on this shared machine). Catalogue "
+        "CPU above wall: two torch threads; wall above CPU: waiting for a core). Catalogue "
         f"embedding: {embed_seconds:.0f} s (from the text cache when it is warm).",
         *scale_rows,
     ]

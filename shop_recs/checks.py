@@ -15,6 +15,8 @@ as a crash deep inside training or a page. Ids (add new ones at the end):
 - shop_recs.E010  SHOP_RECS is not a dict
 - shop_recs.W001  GuestSessionMiddleware missing (or before SessionMiddleware): guest events
                   are not merged into the account at login
+- shop_recs.W002  PrivateResponseMiddleware missing: shop pages with personal lists are not
+                  marked Cache-Control private, so a shared cache could serve them to others
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .conf import DEFAULTS, recs_settings
 
 GUEST_MIDDLEWARE = "shop_recs.middleware.GuestSessionMiddleware"
 SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+PRIVATE_MIDDLEWARE = "shop_recs.middleware.PrivateResponseMiddleware"
 
 
 @register("shop_recs")
@@ -55,7 +58,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if product_model is not None:
         messages += _product_fields(product_model)
     messages += _order_line(product_model)
-    messages += _guest_middleware()
+    messages += _guest_middleware() + _private_middleware()
     return messages
 
 
@@ -223,4 +226,16 @@ def _guest_middleware() -> list[CheckMessage]:
         "events will not be attached to their account when they sign in.",
         hint=f"Add {GUEST_MIDDLEWARE!r} to MIDDLEWARE, after SessionMiddleware.",
         id="shop_recs.W001",
+    )]
+
+
+def _private_middleware() -> list[CheckMessage]:
+    if PRIVATE_MIDDLEWARE in (getattr(settings, "MIDDLEWARE", []) or []):
+        return []
+    return [Warning(
+        f"{PRIVATE_MIDDLEWARE} is not in MIDDLEWARE: shop pages that show a shopper's own "
+        "recommendations are not marked Cache-Control: private, so a shared cache (a CDN, a "
+        "proxy) could serve one shopper's page to another.",
+        hint=f"Add {PRIVATE_MIDDLEWARE!r} to MIDDLEWARE, after SessionMiddleware.",
+        id="shop_recs.W002",
     )]

@@ -34,6 +34,7 @@ from ..services import (
     UnsafeProductURL,
     bought_together,
     for_you,
+    recently_viewed,
     record_click,
     record_impression,
     similar,
@@ -104,15 +105,25 @@ class ForYouView(RecsAPIView):
         return _listed(request, for_you(Shopper.from_request(request), **query))
 
 
-class UserRecommendationsView(RecsAPIView):
-    """A given user's recommendations, for staff (support, checking a model); shoppers get 403."""
+class RecentlyViewedView(RecsAPIView):
+    """The requester's own recently viewed products, newest first (their browsing history)."""
+
+    @extend_schema(parameters=[ListQuerySerializer], responses=ListSerializer,
+                   summary="The requester's recently viewed products")
+    def get(self, request: Request) -> Response:
+        query = self.list_query(request)
+        return _listed(request, recently_viewed(Shopper.from_request(request), **query))
+
+
+class StaffUserView(RecsAPIView):
+    """Another user's personal data: staff only (support, checking a model); shoppers get 403.
+
+    A staff member looking is not an impression of the shopper: nothing is recorded.
+    """
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(parameters=[ListQuerySerializer], responses=ListSerializer,
-                   summary="A given user's recommendations (staff only)")
-    def get(self, request: Request, user_id: str) -> Response:
-        query = self.list_query(request)
+    def shopper(self, user_id: str) -> Shopper:
         user_model = get_user_model()
         try:
             pk = user_model._meta.pk.to_python(user_id)
@@ -120,8 +131,27 @@ class UserRecommendationsView(RecsAPIView):
             raise NotFound(f"There is no user {user_id!r}.") from None
         if not user_model._default_manager.filter(pk=pk).exists():
             raise NotFound(f"There is no user {user_id!r}.")
-        # A staff member looking is not an impression of the shopper: nothing is recorded.
-        return Response(ListSerializer.of(for_you(Shopper(user_id=pk), **query)))
+        return Shopper(user_id=pk)
+
+
+class UserRecommendationsView(StaffUserView):
+    """A given user's recommendations (staff only)."""
+
+    @extend_schema(parameters=[ListQuerySerializer], responses=ListSerializer,
+                   summary="A given user's recommendations (staff only)")
+    def get(self, request: Request, user_id: str) -> Response:
+        query = self.list_query(request)
+        return Response(ListSerializer.of(for_you(self.shopper(user_id), **query)))
+
+
+class UserRecentlyViewedView(StaffUserView):
+    """A given user's recently viewed products (staff only)."""
+
+    @extend_schema(parameters=[ListQuerySerializer], responses=ListSerializer,
+                   summary="A given user's recently viewed products (staff only)")
+    def get(self, request: Request, user_id: str) -> Response:
+        query = self.list_query(request)
+        return Response(ListSerializer.of(recently_viewed(self.shopper(user_id), **query)))
 
 
 class SimilarView(RecsAPIView):

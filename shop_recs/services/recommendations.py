@@ -204,7 +204,8 @@ def bought_together(
 
 
 def recently_viewed(
-    shopper: Shopper, limit: int | None = None, *, exclude: Iterable[str] = ()
+    shopper: Shopper, limit: int | None = None, *, category: str | None = None,
+    exclude: Iterable[str] = (),
 ) -> RecommendationList:
     """The products the shopper looked at last, newest first (still available ones)."""
     placement = Placement.RECENTLY_VIEWED
@@ -218,7 +219,7 @@ def recently_viewed(
     ]
     purchased = purchased_products(shopper, history) if hides_purchases(placement) else frozenset()
     rules = Rules(placement, shopper, exclude=frozenset(exclude), purchased=purchased,
-                  rerank=False)
+                  category=category, rerank=False)
     return _assemble(placement, _Computed([], "history"), apply_rules(candidates, snapshot, rules),
                      limit, snapshot)
 

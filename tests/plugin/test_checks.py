@@ -166,6 +166,14 @@ def test_guest_middleware_missing_or_misplaced(middleware: list[str]) -> None:
     assert "after SessionMiddleware" in message.hint
 
 
+def test_private_response_middleware_missing() -> None:
+    without = [m for m in settings.MIDDLEWARE if not m.endswith("PrivateResponseMiddleware")]
+    assert without != list(settings.MIDDLEWARE)
+    with override_settings(MIDDLEWARE=without):
+        message = only(run_checks(tags=["shop_recs"]), "shop_recs.W002")
+    assert "Cache-Control: private" in message.msg
+
+
 def test_manage_py_check_fails_on_an_error() -> None:
     with override_settings(SHOP_RECS={**settings.SHOP_RECS, "PRODUCT_MODEL": "demo.Nope"}), \
             pytest.raises(SystemCheckError, match="shop_recs.E002"):

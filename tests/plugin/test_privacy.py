@@ -34,17 +34,41 @@ def signed_in(how: str, user: User) -> APIClient:
 AUTH = pytest.mark.parametrize("how", ["session", "token"])
 
 
+OTHER_USERS_DATA = pytest.mark.parametrize("what", ["recommendations", "recently-viewed"])
+
+
 @AUTH
-def test_another_users_recommendations_are_refused(how, recs_shop, active_model) -> None:
+@OTHER_USERS_DATA
+def test_another_users_recommendations_and_history_are_refused(how, what, recs_shop,
+                                                               active_model) -> None:
     recs_shop.view(11, 12, user=recs_shop.alice)
-    response = signed_in(how, recs_shop.bob).get(
-        f"{API}/users/{recs_shop.alice.pk}/recommendations/")
+    response = signed_in(how, recs_shop.bob).get(f"{API}/users/{recs_shop.alice.pk}/{what}/")
     assert response.status_code == 403 and "items" not in response.json()
 
 
-def test_a_guest_cannot_read_a_users_recommendations(recs_shop, active_model) -> None:
-    response = APIClient().get(f"{API}/users/{recs_shop.alice.pk}/recommendations/")
+@OTHER_USERS_DATA
+def test_a_guest_cannot_read_a_users_recommendations_or_history(what, recs_shop,
+                                                                active_model) -> None:
+    recs_shop.view(11, 12, user=recs_shop.alice)
+    response = APIClient().get(f"{API}/users/{recs_shop.alice.pk}/{what}/")
     assert response.status_code in (401, 403) and "items" not in response.json()
+
+
+@AUTH
+def test_recently_viewed_is_always_the_requesters_own(how, recs_shop) -> None:
+    recs_shop.view(11, 12, user=recs_shop.alice)
+    recs_shop.view(21, 22, 23, user=recs_shop.bob)
+    response = signed_in(how, recs_shop.alice).get(
+        f"{API}/recently-viewed/", {"user": recs_shop.bob.pk, "user_id": recs_shop.bob.pk})
+    assert [item["product_id"] for item in response.json()["items"]] == ["12", "11"]
+
+
+def test_staff_can_read_a_users_history_and_an_unknown_user_is_404(recs_shop) -> None:
+    recs_shop.view(11, 21, user=recs_shop.alice)
+    staff = signed_in("token", recs_shop.staff)
+    response = staff.get(f"{API}/users/{recs_shop.alice.pk}/recently-viewed/")
+    assert [item["product_id"] for item in response.json()["items"]] == ["21", "11"]
+    assert staff.get(f"{API}/users/999999/recently-viewed/").status_code == 404
 
 
 @AUTH
@@ -100,6 +124,7 @@ def test_a_click_token_from_another_shopper_is_recorded_for_the_clicker(
 
 PERSONAL_API = [
     ("get", f"{API}/for-you/", None),
+    ("get", f"{API}/recently-viewed/", None),
     ("get", f"{API}/products/11/similar/", None),
     ("get", f"{API}/products/11/bought-together/", None),
     ("get", f"{API}/search/?q=tea", None),

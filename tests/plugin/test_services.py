@@ -198,6 +198,11 @@ class TestRecentlyViewed:
         assert recs.product_ids == ["11", "21"]  # 38 is sold out, 31 excluded, 22 not viewed
         assert recs.items[0].reason == "You viewed this recently"
 
+    def test_category_filter(self, recs_shop) -> None:
+        recs_shop.view(31, 11, 32, 21, user=recs_shop.alice)
+        kettles = recently_viewed(Shopper.for_user(recs_shop.alice), 10, category="3")
+        assert kettles.product_ids == ["32", "31"]
+
     def test_another_shopper_sees_only_their_own(self, recs_shop) -> None:
         recs_shop.view(11, user=recs_shop.alice)
         assert not recently_viewed(Shopper.for_user(recs_shop.bob))
