@@ -39,6 +39,7 @@ from recsys_core.evaluation import EvalReport, ScoreFn, evaluate
 
 if TYPE_CHECKING:
     from recsys_core.text import TextEncoder
+    from recsys_core.tokens import HashedTokenEncoder
     from recsys_core.training import Progress
 
 MODELS = ("text+id", "id", "popularity", "itemknn", "textknn")
@@ -83,11 +84,25 @@ TARGETS = {
     "targets, and beats text-only last-item kNN (0.0681) by >= 10%",
 }
 
-# Model and training settings per dataset, chosen on the validation split only.
+# Model and training settings per dataset, chosen on the validation split only (the runs are
+# listed in recsys_core's notes on issue 3). Text-only settings are inert in the ID-only arm.
+# One torch thread: on this shared 2-core machine two threads wait on each other.
 PRESETS: dict[str, tuple[dict, dict]] = {
-    "beauty": ({"dropout": 0.5, "max_len": 50}, {"max_train_seconds": 1140.0}),
-    "scientific": ({"dropout": 0.5, "max_len": 50}, {"max_train_seconds": 1140.0}),
+    "beauty": (
+        {"dropout": 0.3, "max_len": 50, "text_match_dim": 64},
+        {"loss": "sampled", "n_negatives": 512, "lr": 2e-3, "epochs": 60, "patience": 4,
+         "num_threads": 1, "max_train_seconds": 1140.0},
+    ),
+    "scientific": (
+        {"dropout": 0.3, "max_len": 50, "text_match_dim": 64},
+        {"loss": "full", "lr": 2e-3, "epochs": 60, "patience": 5, "num_threads": 1,
+         "max_train_seconds": 1140.0},
+    ),
 }
+# Beauty's item "texts" are category/brand attribute ids: exact tokens beat a sentence encoder
+# (validation NDCG@10 after 6 epochs: hashed tokens 0.0591, MiniLM on the same strings 0.0554,
+# ID only 0.0497).
+TOKEN_TEXT_DATASETS = {"beauty"}
 
 
 @dataclass
@@ -235,7 +250,7 @@ def _trained_row(
             data,
             model_config_overrides=model_overrides,
             train_config=train_config,
-            text_encoder=_text_encoder() if model == "text+id" else None,
+            text_encoder=_side_encoder(dataset) if model == "text+id" else None,
             output_dir=args.output_dir / f"{dataset}-{model.replace('+', '-')}-{run_id}",
             progress=_print_progress,
             baseline_scores=False,
@@ -310,6 +325,15 @@ def _text_encoder() -> TextEncoder:
     from recsys_core.text import TextEncoder
 
     return TextEncoder(cache_dir=TEXT_CACHE)
+
+
+def _side_encoder(dataset: str) -> TextEncoder | HashedTokenEncoder:
+    """What turns item texts into the model's side vectors for this dataset."""
+    if dataset in TOKEN_TEXT_DATASETS:
+        from recsys_core.tokens import HashedTokenEncoder
+
+        return HashedTokenEncoder()
+    return _text_encoder()
 
 
 def _progress_bar(done: int, total: int) -> None:

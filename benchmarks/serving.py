@@ -24,6 +24,7 @@ Target on a 2-core machine: p99 <= 30 ms at 200 requests/s, <= 5 ms per tag.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import socket
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     server = _start_gunicorn(args, env)
     try:
         _warm_up(args.port, foryou + similar + pages, workers=args.workers)
+        _check_served_by_the_model(args.port, foryou[0])
         results = {}
         for name, requests in (("GET for-you", foryou), ("GET similar", similar)):
             results[name] = open_loop(HOST, args.port, requests, rate=args.rate,
@@ -181,16 +183,21 @@ def _model(args: argparse.Namespace) -> str:
     """The active version, trained now unless --reuse finds one over this catalogue."""
     import numpy as np
 
+    from recsys_core.artifacts import ArtifactError
     from recsys_core.config import TrainConfig
     from recsys_core.data import SequenceData
     from recsys_core.pipeline import train_version
     from shop_recs.export import export_training_data
     from shop_recs.models import ModelVersion
-    from shop_recs.registry import GateDecision, store_version
+    from shop_recs.registry import GateDecision, load_recommender, store_version
 
     active = ModelVersion.active()
     if args.reuse and active is not None and active.gate_reason == BENCHMARK_MODEL:
-        return active.label
+        try:
+            load_recommender(active)
+            return active.label
+        except (ArtifactError, ValueError) as exc:  # made by an older recsys_core
+            print(f"Not reusing {active.label}: {exc}", flush=True)
     print("Training the benchmark's model version", flush=True)
     data = export_training_data().data
     rng = np.random.default_rng(0)
@@ -273,6 +280,17 @@ def _warm_up(port: int, requests: list, *, workers: int) -> None:
     open_loop(HOST, port, sample, rate=50, seconds=len(sample) / 50, threads=4)
 
 
+def _check_served_by_the_model(port: int, request: tuple[str, dict[str, str]]) -> None:
+    """Measure the model's path, not a fallback's (e.g. a version the server cannot load)."""
+    path, headers = request
+    with urllib.request.urlopen(urllib.request.Request(f"http://{HOST}:{port}{path}",
+                                                       headers=headers), timeout=30) as answer:
+        source = json.load(answer)["source"]
+    if source != "model":
+        raise RuntimeError(f"the server answers from the {source!r} fallback, not the model; "
+                           "see its log above")
+
+
 def _time_tags(products: list[str], renders: int = 300) -> dict[str, list[float]]:
     """ms per render of each product-page tag, for a guest on random product pages."""
     from django.contrib.auth.models import AnonymousUser
@@ -281,7 +299,10 @@ def _time_tags(products: list[str], renders: int = 300) -> dict[str, list[float]
     from django.test import RequestFactory
 
     from demo.models import Product
+    from shop_recs.serving import model_holder
 
+    if model_holder.get() is None:
+        raise RuntimeError("the active model cannot be loaded in this process")
     request = RequestFactory().get("/")
     SessionMiddleware(lambda r: None).process_request(request)
     request.user = AnonymousUser()
@@ -297,7 +318,7 @@ def _time_tags(products: list[str], renders: int = 300) -> dict[str, list[float]
             begin = time.perf_counter()
             html = template.render(Context({"request": request, "product": product}))
             times.append((time.perf_counter() - begin) * 1000)
-            if "shop-recs__item" not in html:
+            if "data-placement=" not in html:
                 raise RuntimeError(f"{name} rendered no list for product {product.pk}")
         timings[name] = times
     return timings
