@@ -251,6 +251,21 @@ class ShopAdapter:
         pid = self.to_product_id(product)
         return self.categories_for(self.all_products().filter(pk=pid)).get(pid)
 
+    def for_display(self, queryset: QuerySet) -> QuerySet:
+        """Products about to be rendered in a list, with the relations templates show."""
+        relations = self.settings.PRODUCT_SELECT_RELATED
+        if relations is None:
+            category = self._category_relation()
+            relations = [category] if category else []
+        return queryset.select_related(*relations) if relations else queryset
+
+    def _category_relation(self) -> str | None:
+        field_name = self.settings.PRODUCT_CATEGORY_FIELD
+        if not field_name or "__" in field_name:
+            return None
+        field = self.model()._meta.get_field(field_name)
+        return field_name if field.many_to_one else None
+
     def product_url(self, product: Model) -> str:
         """Where a link to the product goes (``get_absolute_url``; "" when the model has none)."""
         get_url = getattr(product, "get_absolute_url", None)

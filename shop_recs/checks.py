@@ -13,6 +13,7 @@ as a crash deep inside training or a page. Ids (add new ones at the end):
 - shop_recs.E008  SHOP_RECS has a key the plugin does not know (a typo)
 - shop_recs.E009  ADAPTER cannot be imported or is not a ShopAdapter subclass
 - shop_recs.E010  SHOP_RECS is not a dict
+- shop_recs.E011  PRODUCT_SELECT_RELATED is not a list of the product's single-valued relations
 - shop_recs.W001  GuestSessionMiddleware missing (or before SessionMiddleware): guest events
                   are not merged into the account at login
 - shop_recs.W002  PrivateResponseMiddleware missing: shop pages with personal lists are not
@@ -159,7 +160,29 @@ def _product_fields(model: type[Model]) -> list[CheckMessage]:
             hint='Give keyword arguments for .filter(), e.g. {"active": True, "stock__gt": 0}.',
             id="shop_recs.E005",
         ))
-    return messages
+    return messages + _select_related(model)
+
+
+def _select_related(model: type[Model]) -> list[CheckMessage]:
+    relations = recs_settings.PRODUCT_SELECT_RELATED
+    if relations is None:
+        return []
+    problem = None
+    if not isinstance(relations, list | tuple) or not all(isinstance(r, str) for r in relations):
+        problem = "it must be a list of relation names"
+    else:
+        try:
+            str(model._default_manager.select_related(*relations).query)  # compiles, never runs
+        except (FieldError, ValueError) as exc:
+            problem = str(exc)
+    if not problem:
+        return []
+    return [Error(
+        f'SHOP_RECS["PRODUCT_SELECT_RELATED"] = {relations!r} on {model._meta.label}: {problem}',
+        hint="Name the foreign keys your list templates show, e.g. ['category', 'brand'], "
+        "or leave it unset.",
+        id="shop_recs.E011",
+    )]
 
 
 def _order_line(product_model: type[Model] | None) -> list[CheckMessage]:

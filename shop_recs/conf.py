@@ -21,6 +21,10 @@ DEFAULTS: dict[str, Any] = {
     "PRODUCT_TEXT_FIELDS": ["title", "description"],
     # Field holding the product's category (a ForeignKey or a plain value); None: no categories.
     "PRODUCT_CATEGORY_FIELD": None,
+    # Relations fetched with the products of a list (select_related), so that a template showing
+    # product.category.name costs no query per item. None: the category field when it is a
+    # ForeignKey; [] turns it off.
+    "PRODUCT_SELECT_RELATED": None,
     # Filter (kwargs for .filter()) that selects the products that may be recommended.
     "PRODUCT_AVAILABLE_FILTER": {},
     # "app_label.ModelName" of an order line (one product bought in one order). None: no orders.

@@ -23,6 +23,16 @@ class EventKind(models.TextChoices):
     AD_CLICK = "ad_click", "Ad clicked"
 
 
+# What shoppers did to products: the sequence the model reads (recsys_core.data.EVENT_KINDS
+# without searches). Impressions outnumber these many times over, so serving reads a shopper's
+# history through partial indexes on these kinds only.
+HISTORY_KINDS: tuple[str, ...] = (
+    EventKind.VIEW, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.REC_CLICK,
+    EventKind.AD_CLICK,
+)
+_IN_HISTORY = models.Q(kind__in=[str(kind) for kind in HISTORY_KINDS])
+
+
 class Event(models.Model):
     # Who: a signed-in user, or a guest known by the session key (merged into the user at login).
     user = models.ForeignKey(
@@ -51,6 +61,11 @@ class Event(models.Model):
             models.Index(fields=["user", "timestamp"], name="shop_recs_ev_user_time"),
             # A guest's history, in time order; and the guest-to-user merge at login.
             models.Index(fields=["session_key", "timestamp"], name="shop_recs_ev_session_time"),
+            # The same, for history kinds only: what every recommendation request reads.
+            models.Index(fields=["user", "timestamp"], condition=_IN_HISTORY,
+                         name="shop_recs_ev_user_history"),
+            models.Index(fields=["session_key", "timestamp"], condition=_IN_HISTORY,
+                         name="shop_recs_ev_session_history"),
             # Everything since a time (training export).
             models.Index(fields=["timestamp"], name="shop_recs_ev_time"),
             # One kind since a time (popularity, CTR per placement).

@@ -120,11 +120,11 @@ def fetch_products(
     """
     adapter = get_adapter()
     wanted = list(dict.fromkeys(candidate_ids))
-    products = _by_id(adapter.available_products(), wanted) if wanted else {}
+    products = _by_id(adapter.for_display(adapter.available_products()), wanted) if wanted else {}
     available = set(products)
     others = [pid for pid in dict.fromkeys(other_ids) if pid not in products]
     if others:
-        products.update(_by_id(adapter.all_products(), others))
+        products.update(_by_id(adapter.for_display(adapter.all_products()), others))
     return products, available
 
 

@@ -16,16 +16,13 @@ from typing import Any
 
 from django.db.models import Q
 
-from recsys_core.data import EVENT_KINDS
-
 from ..conf import recs_settings
 from ..middleware import mark_personal
 from ..models import Event, EventKind
+from ..models.events import HISTORY_KINDS
 from .cache import cached
 
 # The kinds the model reads; a product-less search has no place in an item sequence.
-HISTORY_KINDS = tuple(kind for kind in EVENT_KINDS if kind != EventKind.SEARCH)
-
 
 @dataclass(frozen=True)
 class Shopper:

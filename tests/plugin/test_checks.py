@@ -101,6 +101,23 @@ def test_bad_available_filter(available: Any, expected: str) -> None:
     assert expected in message.msg
 
 
+@pytest.mark.parametrize(
+    ("relations", "expected"),
+    [
+        (["nope"], "nope"),
+        (["title"], "title"),  # a plain field is not a relation
+        ("category", "list of relation names"),
+    ],
+)
+def test_bad_select_related(relations: Any, expected: str) -> None:
+    message = only(shop_recs_messages(PRODUCT_SELECT_RELATED=relations), "shop_recs.E011")
+    assert expected in message.msg
+
+
+def test_select_related_of_a_real_relation_passes() -> None:
+    assert shop_recs_messages(PRODUCT_SELECT_RELATED=["category"]) == []
+
+
 def test_unknown_order_line_model() -> None:
     message = only(shop_recs_messages(ORDER_LINE_MODEL="demo.Line"), "shop_recs.E006")
     assert "'demo.Line'" in message.msg

@@ -11,8 +11,10 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.db import connection
 from django.template import Context, Template
 from django.test import RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from demo.models import Product
 from shop_recs.models import Event, EventKind
@@ -174,3 +176,24 @@ def test_list_tags_take_a_limit(recs_shop, active_model, tag: str) -> None:
     recs_shop.view(11, 12, 13, 14, user=recs_shop.alice)
     html = render(f"{{% {tag} 2 %}}", request_for(recs_shop.alice))
     assert len(links(html)) == 2
+
+
+def test_a_template_showing_categories_costs_no_query_per_item(recs_shop, active_model,
+                                                               tmp_path: Path) -> None:
+    """The category (a foreign key) comes with the products: PRODUCT_SELECT_RELATED's default."""
+    (tmp_path / "shop_recs").mkdir()
+    (tmp_path / "shop_recs" / "similar.html").write_text(
+        "{% for item in recs %}[{{ item.product.category.name }}]{% endfor %}"
+    )
+    templates = [{**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}]
+    product = recs_shop.product(21)
+    counts = {}
+    with override_settings(TEMPLATES=templates):
+        render("{% similar_products product 2 %}", request_for(), product=product)  # warm caches
+        for limit in (2, 6):
+            with CaptureQueriesContext(connection) as queries:
+                html = render(f"{{% similar_products product {limit} %}}", request_for(),
+                              product=product)
+            assert html.count("[") == limit and "[coffee]" in html.lower()
+            counts[limit] = len(queries)
+    assert counts[6] == counts[2]
