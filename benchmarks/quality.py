@@ -301,6 +301,10 @@ def _notes(name: str, data: SequenceData, split: LeaveOneOut, rows: list[Row]) -
         "refit, test evaluation, saving); fitting for baselines. Peak RSS: sampled while that "
         "row ran.",
     ]
+    if name in TOKEN_TEXT_DATASETS:
+        notes.append("text+id: this data set's item texts are category and brand ids, so the "
+                     "side vectors are hashed multi-hots of those tokens (recsys_core.tokens), "
+                     "not sentence embeddings; textknn uses MiniLM on the same strings.")
     if name in TARGETS:
         notes.append(TARGETS[name])
     by_name = {row.name: row.report for row in rows}
