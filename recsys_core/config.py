@@ -63,6 +63,12 @@ class ModelConfig(_JsonConfig):
     # you just looked at" signal that a d_model-sized projection blurs, which matters most for
     # items with few interactions. Used only with use_text.
     text_match_dim: int = 0
+    # Weight of the text prior (0 = off), chosen after training on the validation split
+    # (TrainConfig.text_prior_grid): at inference every candidate also gains text_prior x the
+    # spread (std) of the shopper's scores x the text-match cosine between it and the latest
+    # item. The learned text-match weights are fit on training events, which the ID embeddings
+    # memorise; on unseen events text deserves more weight, most of all for rarely bought items.
+    text_prior: float = 0.0
     # Kind index used when a caller gives a history without kinds (the commonest training kind).
     default_kind: int = 1
 
@@ -83,6 +89,8 @@ class ModelConfig(_JsonConfig):
             raise ValueError("dropout and id_dropout must be in [0, 1)")
         if self.text_match_dim < 0:
             raise ValueError("text_match_dim must be >= 0")
+        if self.text_prior < 0:
+            raise ValueError(f"text_prior must be >= 0, got {self.text_prior}")
         if self.use_text and self.text_match_dim > self.text_dim:
             raise ValueError(f"text_match_dim must be <= text_dim ({self.text_dim})")
         if not 1 <= self.default_kind < self.n_kinds:
@@ -115,6 +123,9 @@ class TrainConfig(_JsonConfig):
     max_eval_users: int | None = None
     # torch intra-op threads while training (None = leave torch's setting alone).
     num_threads: int | None = None
+    # Text prior weights tried on the validation split after training (ModelConfig.text_prior);
+    # the best by NDCG@10 is kept. Needs a text-match channel; () keeps the prior off.
+    text_prior_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
@@ -129,6 +140,10 @@ class TrainConfig(_JsonConfig):
             raise ValueError("n_negatives must be >= 1")
         if not 0.0 <= self.augmentation_prob <= 1.0:
             raise ValueError("augmentation_prob must be in [0, 1]")
+        # JSON gives a list back: keep the field a tuple so that configs stay hashable and equal.
+        object.__setattr__(self, "text_prior_grid", tuple(float(w) for w in self.text_prior_grid))
+        if any(w < 0 for w in self.text_prior_grid):
+            raise ValueError("text_prior_grid weights must be >= 0")
 
     def uses_sampled_loss(self, n_items: int) -> bool:
         """Whether training uses sampled softmax for a catalogue of `n_items`."""

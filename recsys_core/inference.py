@@ -274,11 +274,15 @@ class Recommender:
         with torch.inference_mode():
             users = self.model.user_vectors(items, kinds, lengths, self._table)
             scores = users @ self._table.t()
-            match = self.model.text_match(
-                latest_items(items, lengths), codes=self._codes, buckets=self._buckets
-            )
+            latest = latest_items(items, lengths)
+            match = self.model.text_match(latest, codes=self._codes, buckets=self._buckets)
             if match is not None:
                 scores += match
+            if config.text_prior and self._codes is not None:
+                # The calibrated text prior (ModelConfig.text_prior), on each row's own scale.
+                similarity = self._codes[latest] @ self._codes.t()
+                spread = scores[:, 1:].std(dim=1, keepdim=True)
+                scores += config.text_prior * spread * similarity
             scores = scores.numpy()
         empty = lengths.numpy() == 0
         if empty.any():

@@ -21,8 +21,9 @@ from recsys_core.config import ModelConfig, TrainConfig
 from recsys_core.data import LeaveOneOut, SequenceData, item_counts, leave_one_out
 from recsys_core.evaluation import EvalReport, ScoreFn, evaluate
 from recsys_core.inference import Recommender
+from recsys_core.model import SeqRecModel
 from recsys_core.text import TextEncoder
-from recsys_core.training import Progress, ProgressFn, length_sorted, train
+from recsys_core.training import Progress, ProgressFn, length_sorted, train, validation_cases
 
 # Share of max_train_seconds the early-stopping run may use when a refit follows.
 _SEARCH_SHARE = 0.55
@@ -109,6 +110,7 @@ def train_version(
         should_stop=should_stop,
     )
     model, history, train_seconds = result.model, list(result.history), result.train_seconds
+    model_config = calibrate_text_prior(model, data.item_ids, split, train_counts, train_config)
     remaining = None if budget is None else budget - train_seconds
     refit_done = False
     if refit and (remaining is None or remaining > 0):
@@ -201,6 +203,31 @@ def train_version(
         best_epoch=result.best_epoch,
         train_seconds=train_seconds,
     )
+
+
+def calibrate_text_prior(
+    model: SeqRecModel,
+    item_ids: list[str],
+    split: LeaveOneOut,
+    train_counts: np.ndarray,
+    train_config: TrainConfig,
+) -> ModelConfig:
+    """Set the model's text prior to the weight of `text_prior_grid` that scores best on the
+    validation split (ties: the smaller weight) and return its config."""
+    cases = validation_cases(split, train_config)
+    grid = sorted(set(train_config.text_prior_grid))
+    if not model.config.uses_text_match or not grid or cases is None:
+        return model.config
+    histories, kinds, targets = cases
+    scored: list[tuple[float, float]] = []
+    for weight in grid:
+        model.config = replace(model.config, text_prior=weight)
+        recommender = Recommender(model, item_ids, item_counts=train_counts)
+        report = evaluate(recommender.as_score_fn(item_ids), histories, kinds, targets,
+                          len(item_ids), batch_size=train_config.eval_batch_size)
+        scored.append((report.metrics["ndcg@10"], -weight))
+    model.config = replace(model.config, text_prior=-max(scored)[1])
+    return model.config
 
 
 def _encode_texts(

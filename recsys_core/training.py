@@ -157,7 +157,7 @@ class _Trainer:
         self.n_examples = sum(1 for s in self.train_items if len(s) >= 2)
         if self.n_examples == 0:
             raise ValueError("no training sequence has two or more items: nothing to learn from")
-        self.valid = _validation_cases(data, train_config)
+        self.valid = validation_cases(data, train_config)
         counts = item_counts(self.train_items, model_config.n_items)
         self.model.set_item_counts(counts)
         self.sampler = (
@@ -531,9 +531,10 @@ def _pad(
 # --------------------------------------------------------------------- helpers
 
 
-def _validation_cases(
+def validation_cases(
     data: TrainingSplit, config: TrainConfig
 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray] | None:
+    """The validation cases scored after each epoch (at most max_eval_users), length-sorted."""
     targets = getattr(data, "valid_target", None)
     if targets is None or len(targets) == 0:
         return None
@@ -564,7 +565,8 @@ def length_sorted(
 def _resumable_fields(config: TrainConfig) -> dict[str, Any]:
     """Training settings a resumed run must share (the epoch budget and limits may change)."""
     values = config.to_dict()
-    for free in ("epochs", "max_train_seconds", "device", "num_threads", "patience"):
+    for free in ("epochs", "max_train_seconds", "device", "num_threads", "patience",
+                 "text_prior_grid"):
         values.pop(free)
     return values
 

@@ -175,6 +175,25 @@ def test_text_match_places_a_new_product_next_to_the_latest_items_text():
     assert found[0].item == "twin"
 
 
+def test_text_prior_adds_text_similarity_on_the_rows_own_scale():
+    from dataclasses import replace
+
+    from recsys_core.model import SeqRecModel
+
+    config = ModelConfig(n_items=SHOP.n_items, d_model=16, n_heads=1, n_layers=1, max_len=10,
+                         text_dim=TEXT_DIM, text_match_dim=8)
+    torch.manual_seed(0)
+    model = SeqRecModel(config, SHOP.texts)
+    history = ids(7, 3)
+    plain = Recommender(model, SHOP.data.item_ids).score(history, SHOP.data.item_ids)
+    model.config = replace(config, text_prior=2.0)
+    boosted = Recommender(model, SHOP.data.item_ids).score(history, SHOP.data.item_ids)
+    codes = model.text_codes[1:].numpy()
+    similarity = codes @ codes[2]  # the latest item is 3
+    expected = plain + 2.0 * plain.std(ddof=1) * similarity
+    np.testing.assert_allclose(boosted, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_id_only_model_cannot_place_new_items():
     config = ModelConfig(n_items=SHOP.n_items, d_model=16, n_heads=1, n_layers=1, use_text=False)
     torch.manual_seed(0)

@@ -82,6 +82,42 @@ def test_refit_is_skipped_when_the_time_budget_is_spent(data, tmp_path):
     assert result.recommender.version_info["extra"]["refit_with_validation"] is False
 
 
+def test_text_prior_is_the_grid_weight_best_on_validation(data, encoder, tmp_path, monkeypatch):
+    """The prior is chosen on validation cases only, and the saved model carries it."""
+    from recsys_core import pipeline
+
+    seen: list[tuple[float, int]] = []
+    real_evaluate = pipeline.evaluate
+
+    def spy(score_fn, histories, kinds, targets, n_items, **kwargs):
+        report = real_evaluate(score_fn, histories, kinds, targets, n_items, **kwargs)
+        seen.append((report.metrics["ndcg@10"], len(targets)))
+        return report
+
+    monkeypatch.setattr(pipeline, "evaluate", spy)
+    config = TrainConfig(**{**TRAIN.to_dict(), "text_prior_grid": [0.0, 1.0, 3.0]})
+    result = train_version(data, model_config_overrides={**MODEL, "text_match_dim": 8},
+                           train_config=config, text_encoder=encoder, output_dir=tmp_path / "v",
+                           baseline_scores=False, refit=False)
+    calibration = seen[:3]  # one evaluation per weight, then the test evaluation
+    assert all(n == len(SHOP.split.valid_target) for _, n in calibration)
+    best = [0.0, 1.0, 3.0][max(range(3), key=lambda i: (calibration[i][0], -i))]
+    assert result.recommender.model.config.text_prior == best
+    assert load_version(tmp_path / "v").model.config.text_prior == best
+
+
+def test_without_a_grid_or_a_text_match_channel_there_is_no_prior(data, encoder, tmp_path):
+    off = TrainConfig(**{**TRAIN.to_dict(), "text_prior_grid": []})
+    result = train_version(data, model_config_overrides={**MODEL, "text_match_dim": 8},
+                           train_config=off, text_encoder=encoder, output_dir=tmp_path / "a",
+                           baseline_scores=False, refit=False)
+    assert result.recommender.model.config.text_prior == 0.0
+    result = train_version(data, model_config_overrides=MODEL, train_config=TRAIN,
+                           text_encoder=encoder, output_dir=tmp_path / "b",
+                           baseline_scores=False, refit=False)
+    assert result.recommender.model.config.text_prior == 0.0
+
+
 def test_progress_covers_every_phase_in_order(trained):
     _, reports, _ = trained
     phases = [r.phase for r in reports]
