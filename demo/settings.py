@@ -144,7 +144,8 @@ SHOP_RECS = {
     # The demo runs Celery in-process: train in a background thread so the admin stays live.
     "EAGER_TRAINING_IN_BACKGROUND": True,
     "LOCAL_CACHE_DIR": str(VAR_DIR / "cache"),
-    "TRAINING": {"epochs": 30, "patience": 4},
+    # Every core for "Retrain now" in the demo's own process (which serves on one thread).
+    "TRAINING": {"epochs": 30, "patience": 4, "num_threads": len(os.sched_getaffinity(0))},
 }
 
 LOGGING = {

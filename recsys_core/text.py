@@ -84,8 +84,6 @@ class TextEncoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = torch.device(device)
-        if self.device.type == "cpu":
-            torch.set_num_threads(len(os.sched_getaffinity(0)))
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.model = AutoModel.from_pretrained(str(path)).to(self.device).eval()
@@ -123,7 +121,7 @@ class TextEncoder:
                 if progress is not None:
                     progress(n_cached + int(done_after[n_unique_done - 1]), len(texts))
 
-            new_vectors = self._embed(new_texts, report)
+            new_vectors = self._embed_on_every_core(new_texts, report)
             for key, vector in zip(new_keys, new_vectors, strict=True):
                 vectors[missing[key]] = vector
             self._store.add(new_keys, new_vectors)
@@ -142,6 +140,19 @@ class TextEncoder:
         else:
             self._queries.move_to_end(text)
         return vector.copy()
+
+    def _embed_on_every_core(
+        self, texts: list[str], report: Callable[[int], None] | None
+    ) -> np.ndarray:
+        """A catalogue is big work: use every core, then give the process its setting back
+        (a web process serves on one thread: SERVING_TORCH_THREADS)."""
+        previous = torch.get_num_threads()
+        if self.device.type == "cpu":
+            torch.set_num_threads(len(os.sched_getaffinity(0)))
+        try:
+            return self._embed(texts, report)
+        finally:
+            torch.set_num_threads(previous)
 
     def _embed(self, texts: list[str], report: Callable[[int], None] | None = None) -> np.ndarray:
         """Run the model longest-first so that each batch pads to nearly its own length.

@@ -69,6 +69,10 @@ DEFAULTS: dict[str, Any] = {
     "MIN_TRAINING_USERS": 3,
     # How often a web process looks for a newly activated version, in seconds.
     "MODEL_RELOAD_INTERVAL": 5,
+    # torch threads for inference in a web process (None: leave torch's setting). One request
+    # is small work: the server's workers and threads give the parallelism, and more torch
+    # threads per request only make them wait on each other.
+    "SERVING_TORCH_THREADS": 1,
     # --- Serving ------------------------------------------------------------------------
     "DEFAULT_LIMIT": 8,
     "MAX_LIMIT": 50,

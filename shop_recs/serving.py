@@ -12,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import torch
+
 from recsys_core.artifacts import ArtifactError
 from recsys_core.inference import Recommender
 
@@ -67,6 +69,9 @@ class ModelHolder:
                 return
             self._loaded = LoadedModel(active.pk, active.label, recommender)
             logger.info("Serving model %s", active.label)
+            threads = recs_settings.SERVING_TORCH_THREADS
+            if threads and torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
 
     def reset(self) -> None:
         """Forget the loaded model (tests; or after deleting versions)."""

@@ -54,6 +54,27 @@ def test_batched_encoding_equals_one_text_at_a_time(tiny_model):
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
 
 
+def test_a_catalogue_is_embedded_on_every_core_and_the_setting_is_restored(
+    tiny_model, monkeypatch
+):
+    """A web process serves on one torch thread; embedding products must not change that."""
+    import os
+
+    encoder = TextEncoder(tiny_model)
+    threads_while_embedding = []
+    real_embed = encoder._embed
+    monkeypatch.setattr(encoder, "_embed", lambda texts, report=None: (
+        threads_while_embedding.append(torch.get_num_threads()) or real_embed(texts, report)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        encoder.encode(TEXTS)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+    assert threads_while_embedding == [len(os.sched_getaffinity(0))]
+
+
 def test_cached_texts_are_not_embedded_again(tiny_model, tmp_path, monkeypatch):
     first = TextEncoder(tiny_model, cache_dir=tmp_path).encode(TEXTS)
     second = TextEncoder(tiny_model, cache_dir=tmp_path)

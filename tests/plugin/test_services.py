@@ -208,6 +208,23 @@ class TestRecentlyViewed:
         assert not recently_viewed(Shopper.for_user(recs_shop.bob))
 
 
+def test_a_web_process_serves_on_the_configured_torch_threads(recs_shop, active_model) -> None:
+    import torch
+
+    from shop_recs.serving import model_holder
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model_holder.reset()
+        with override_settings(SHOP_RECS={**_settings(), "SERVING_TORCH_THREADS": 1}):
+            assert model_holder.get() is not None
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+        model_holder.reset()
+
+
 def test_history_is_the_latest_events_in_time_order(recs_shop) -> None:
     recs_shop.view(11, 12, 13, user=recs_shop.alice)
     with override_settings(SHOP_RECS={**_settings(), "HISTORY_LENGTH": 2}):
