@@ -110,10 +110,13 @@ class SeqRecModel(nn.Module):
         k = self.config.text_match_dim
         density = float((side != 0).float().mean())
         matrix = side.to_sparse() if density < _SPARSE_DENSITY else side
+        # A catalogue smaller than k has fewer principal directions: the rest stay zero.
+        q = min(k, *side.shape)
         with torch.sparse.check_sparse_tensor_invariants(enable=False):  # built just above
-            _, _, basis = torch.pca_lowrank(matrix, q=k, center=True, niter=4)
+            _, _, basis = torch.pca_lowrank(matrix, q=q, center=True, niter=4)
         self.text_mean.copy_(side.mean(dim=0))
-        self.text_basis.copy_(basis[:, :k])
+        self.text_basis.zero_()
+        self.text_basis[:, :q] = basis[:, :q]
         self.text_codes[1:] = self.text_code(side)
 
     def text_code(self, side_vectors: torch.Tensor) -> torch.Tensor:

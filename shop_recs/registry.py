@@ -56,7 +56,9 @@ def train_config_for(parameters: dict | None) -> TrainingSettings:
 
 
 # Defaults sized for a shop on a CPU worker; SHOP_RECS["TRAINING"] overrides any of them.
-DEFAULT_TRAINING: dict = {"epochs": 40, "patience": 5, "batch_size": 128}
+# The text-match channel (and with it the text prior calibrated on validation) is what lifts
+# new and rarely bought products (python -m benchmarks.quality --dataset scientific).
+DEFAULT_TRAINING: dict = {"epochs": 40, "patience": 5, "batch_size": 128, "text_match_dim": 64}
 
 
 def var_dir() -> Path:

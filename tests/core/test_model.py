@@ -196,3 +196,13 @@ def test_auto_loss_switches_to_sampled_for_large_catalogues():
     assert not config.uses_sampled_loss(1000)
     assert config.uses_sampled_loss(1001)
     assert dataclasses.replace(config, loss="full").uses_sampled_loss(10**6) is False
+
+
+def test_text_match_works_on_a_catalogue_smaller_than_its_dimensions():
+    """A shop with 5 products and a 16-dimension text-match channel still gets unit codes."""
+    config = small_config(n_items=5, text_dim=32, text_match_dim=16)
+    texts = np.random.default_rng(0).normal(size=(5, config.text_dim)).astype(np.float32)
+    model = SeqRecModel(config, texts)
+    norms = model.text_codes[1:].norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones(5))
+    assert model.text_match(torch.tensor([2])).shape == (1, 6)
