@@ -138,6 +138,10 @@ def _protocol(name: str, data: SequenceData, args: argparse.Namespace) -> dict[s
         "augmentation_prob": args.augmentation_prob,
         "generator": dataclasses.asdict(GeneratorSettings()),
         "short_max": SHORT_MAX,
+        # No refit on train + validation: there every history is one item longer, so shoppers
+        # who were short are no longer augmented and an arm would differ from A0 only by its
+        # epoch count (what the first runs, without this key, measured).
+        "refit": False,
     }
 
 
@@ -181,6 +185,7 @@ def _run(
             output_dir=Path(output_dir) / "version",
             progress=progress,
             baseline_scores=False,
+            refit=protocol["refit"],
         )
     wall_s = time.perf_counter() - started
     overall = result.metrics["model"]
