@@ -145,7 +145,7 @@ class TextEncoder:
         self, texts: list[str], report: Callable[[int], None] | None
     ) -> np.ndarray:
         """A catalogue is big work: use every core, then give the process its setting back
-        (a web process serves on one thread: SERVING_TORCH_THREADS)."""
+        (a web process serves on one thread: SERVING_THREADS)."""
         previous = torch.get_num_threads()
         if self.device.type == "cpu":
             torch.set_num_threads(len(os.sched_getaffinity(0)))

@@ -69,10 +69,11 @@ DEFAULTS: dict[str, Any] = {
     "MIN_TRAINING_USERS": 3,
     # How often a web process looks for a newly activated version, in seconds.
     "MODEL_RELOAD_INTERVAL": 5,
-    # torch threads for inference in a web process (None: leave torch's setting). One request
-    # is small work: the server's workers and threads give the parallelism, and more torch
-    # threads per request only make them wait on each other.
-    "SERVING_TORCH_THREADS": 1,
+    # Threads of the numeric libraries (torch, and the BLAS under numpy) in a web process
+    # (None: leave them as they are). One request is small work: the server's workers and
+    # threads give the parallelism; more threads per request only make them wait on each other,
+    # and idle BLAS threads spin on cores that other requests need.
+    "SERVING_THREADS": 1,
     # --- Serving ------------------------------------------------------------------------
     "DEFAULT_LIMIT": 8,
     "MAX_LIMIT": 50,

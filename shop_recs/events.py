@@ -35,6 +35,9 @@ KINDS = {kind.value: kind for kind in EventKind}
 PRODUCT_REQUIRED = frozenset(
     {EventKind.VIEW, EventKind.ADD_TO_CART, EventKind.PURCHASE, EventKind.REC_CLICK}
 )
+# Kinds that may be stored for a visitor with neither account nor session: a list shown to a
+# cookieless client is still an impression (for the click-through rates), but no behaviour.
+SHOPPERLESS_KINDS = frozenset({EventKind.REC_IMPRESSION})
 # A client clock this far ahead is tolerated; beyond it a timestamp is refused as "future".
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_QUANTITY = 2**31 - 1
@@ -234,17 +237,21 @@ class Shopper(TypedDict):
     session_key: str | None
 
 
-def request_shopper(request: HttpRequest) -> Shopper:
+def request_shopper(request: HttpRequest, *, create_session: bool = True) -> Shopper:
     """Who is shopping: ``record_event(kind=..., **request_shopper(request))``.
 
     A guest without a session gets one now (and the cookie with the response), so that their
-    events can be merged into their account when they sign in.
+    events can be merged into their account when they sign in; unless ``create_session`` is
+    False (an impression: a cookieless client such as a crawler would otherwise leave a session
+    row behind on every request).
     """
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return {"user": user, "session_key": None}
     session = getattr(request, "session", None)
     if session is None:
+        return {"user": None, "session_key": None}
+    if session.session_key is None and not create_session:
         return {"user": None, "session_key": None}
     if session.session_key is None:
         session.save()
@@ -300,7 +307,7 @@ def _draft(
     product_id, product_to_check = _product(adapter, kind, product)
     user_id, user_to_check = _user(user)
     session_key = _optional_text("session_key", session_key)
-    if user_id is None and not session_key:
+    if user_id is None and not session_key and kind not in SHOPPERLESS_KINDS:
         raise EventError("An event needs a user or a guest's session_key; neither was given.")
     query = _optional_text("query", query)
     if kind == EventKind.SEARCH and not query:

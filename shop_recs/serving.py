@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from recsys_core.artifacts import ArtifactError
 from recsys_core.inference import Recommender
@@ -69,15 +70,22 @@ class ModelHolder:
                 return
             self._loaded = LoadedModel(active.pk, active.label, recommender)
             logger.info("Serving model %s", active.label)
-            threads = recs_settings.SERVING_TORCH_THREADS
-            if threads and torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
+            _limit_threads(recs_settings.SERVING_THREADS)
 
     def reset(self) -> None:
         """Forget the loaded model (tests; or after deleting versions)."""
         with self._lock:
             self._loaded, self._checked_at = None, float("-inf")
             self._failed_ids.clear()
+
+
+def _limit_threads(threads: int | None) -> None:
+    """Serve on ``threads`` torch and BLAS threads (numpy's similar-item products use BLAS)."""
+    if not threads:
+        return
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 model_holder = ModelHolder()

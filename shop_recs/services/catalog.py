@@ -114,17 +114,19 @@ def fetch_products(
 ) -> tuple[dict[str, Model], set[str]]:
     """Product instances by id, and which of the candidates are available right now.
 
-    One indexed query for the candidates (through the adapter's ``available_products()``, so an
-    adapter that overrides it is honoured exactly), and one more only for ``other_ids`` (the
-    products reasons name) that are not among them.
+    One indexed query through the adapter's ``available_products()`` (so an adapter that
+    overrides it is honoured exactly) for the candidates and ``other_ids`` (the products reasons
+    name) together; one more only for those of ``other_ids`` that are not available.
     """
     adapter = get_adapter()
     wanted = list(dict.fromkeys(candidate_ids))
-    products = _by_id(adapter.for_display(adapter.available_products()), wanted) if wanted else {}
-    available = set(products)
-    others = [pid for pid in dict.fromkeys(other_ids) if pid not in products]
-    if others:
-        products.update(_by_id(adapter.for_display(adapter.all_products()), others))
+    others = [pid for pid in dict.fromkeys(other_ids) if pid not in set(wanted)]
+    products = (_by_id(adapter.for_display(adapter.available_products()), wanted + others)
+                if wanted or others else {})
+    available = {pid for pid in wanted if pid in products}
+    gone = [pid for pid in others if pid not in products]
+    if gone:
+        products.update(_by_id(adapter.for_display(adapter.all_products()), gone))
     return products, available
 
 

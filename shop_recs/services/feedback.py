@@ -37,6 +37,8 @@ class UnsafeProductURL(ValueError):
 def record_impression(request: HttpRequest, recs: RecommendationList, *, channel: str) -> None:
     """Store one rec_impression event for a list as shown (nothing for an empty list).
 
+    A visitor without a session gets none for it: the impression is stored without a shopper.
+
     Never raises: an impression that cannot be stored is logged, the page is still served.
     """
     if not recs:
@@ -48,7 +50,8 @@ def record_impression(request: HttpRequest, recs: RecommendationList, *, channel
     }
     _fit(context)
     try:
-        record_event(kind=EventKind.REC_IMPRESSION, context=context, **request_shopper(request))
+        record_event(kind=EventKind.REC_IMPRESSION, context=context,
+                     **request_shopper(request, create_session=False))
     except (EventError, DatabaseError) as exc:
         logger.warning("shop_recs: impression of %s not recorded: %s", recs.placement, exc)
 

@@ -94,6 +94,17 @@ class TestForYou:
         assert field in response.json() and response.json()[field][0]
 
 
+def test_list_bodies_are_exactly_what_the_schema_declares(recs_shop, active_model) -> None:
+    """ListSerializer.of builds the body by hand for speed; it must match the declared fields
+    (which make the OpenAPI schema) value for value."""
+    from shop_recs.api.serializers import ListSerializer
+
+    recs_shop.view(11, 12, user=recs_shop.alice)
+    recs = for_you(Shopper.for_user(recs_shop.alice), 4)
+    assert len(recs) == 4
+    assert ListSerializer.of(recs) == ListSerializer(recs).data
+
+
 class TestAnotherUsersList:
     def url(self, user) -> str:
         return f"{API}/users/{user.pk}/recommendations/"

@@ -95,6 +95,34 @@ class TestClickEndpoint:
         assert client.post(f"/recs/click/{token_for('11')}/").status_code == 405
 
 
+class TestImpressions:
+    def test_a_cookieless_client_leaves_no_session_behind(self, client, recs_shop,
+                                                          active_model) -> None:
+        """A crawler calling the API made a session row per request: now only the impression."""
+        from django.contrib.sessions.models import Session
+
+        for _ in range(2):
+            response = client.get("/recs/api/products/11/similar/?limit=3")
+            assert response.status_code == 200 and "sessionid" not in response.cookies
+            client.cookies.clear()
+        assert Session.objects.count() == 0
+        shown = Event.objects.filter(kind=EventKind.REC_IMPRESSION)
+        assert shown.count() == 2
+        assert {(e.user_id, e.session_key) for e in shown} == {(None, "")}
+
+    def test_a_guest_with_a_session_keeps_their_impressions(self, client, recs_shop) -> None:
+        client.get("/recs/click/" + token_for("11") + "/")  # gives the guest a session
+        client.get("/recs/api/products/11/similar/?limit=3")
+        shown = Event.objects.get(kind=EventKind.REC_IMPRESSION)
+        assert shown.session_key == client.session.session_key
+
+    def test_only_impressions_may_have_no_shopper(self, recs_shop) -> None:
+        from shop_recs.events import EventError, record_event
+
+        with pytest.raises(EventError, match="needs a user or a guest's session_key"):
+            record_event(kind="view", product=11)
+
+
 def show_and_click(client, user: User, clicks: int) -> None:
     """Render the home page's lists for the user and click the first `clicks` for-you items."""
     client.force_login(user)

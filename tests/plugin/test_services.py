@@ -208,21 +208,28 @@ class TestRecentlyViewed:
         assert not recently_viewed(Shopper.for_user(recs_shop.bob))
 
 
-def test_a_web_process_serves_on_the_configured_torch_threads(recs_shop, active_model) -> None:
+def test_a_web_process_serves_on_the_configured_threads(recs_shop, active_model) -> None:
+    """torch and numpy's BLAS both: idle BLAS threads spin on cores other requests need."""
     import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     from shop_recs.serving import model_holder
 
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
-    try:
-        model_holder.reset()
-        with override_settings(SHOP_RECS={**_settings(), "SERVING_TORCH_THREADS": 1}):
-            assert model_holder.get() is not None
-            assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(previous)
-        model_holder.reset()
+    with threadpool_limits(limits=2, user_api="blas"):
+        try:
+            model_holder.reset()
+            with override_settings(SHOP_RECS={**_settings(), "SERVING_THREADS": 1}):
+                assert model_holder.get() is not None
+                assert torch.get_num_threads() == 1
+                assert blas_threads() == {1}
+        finally:
+            torch.set_num_threads(previous)
+            model_holder.reset()
 
 
 def test_history_is_the_latest_events_in_time_order(recs_shop) -> None:
