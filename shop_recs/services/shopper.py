@@ -125,11 +125,20 @@ def load_history(shopper: Shopper, length: int | None = None) -> History:
 
 
 def purchased_products(shopper: Shopper, history: History) -> frozenset[str]:
-    """Every product the shopper ever bought (cached until their history changes)."""
+    """Every product the shopper ever bought (cached until they buy again).
+
+    A new purchase is the newest event, so it enters the history window: the latest purchase in
+    the window names the cached set, which views and carts leave alone. (A purchase imported
+    later with an old timestamp, or one pushed out of the window by HISTORY_LENGTH newer events
+    within minutes, shows after CACHE_SECONDS.)
+    """
     if not shopper.is_known or not history:
         return frozenset()  # a purchase is an event, so no events means no purchases
+    latest = next((event_id for event_id, kind in zip(reversed(history.event_ids),
+                                                       reversed(history.kinds), strict=True)
+                   if kind == EventKind.PURCHASE), "none")
     return cached(
-        f"shop_recs:purchased:{shopper.key}:{history.fingerprint}",
+        f"shop_recs:purchased:{shopper.key}:{latest}",
         lambda: frozenset(
             shopper.events()
             .filter(kind=EventKind.PURCHASE)

@@ -19,7 +19,7 @@ from shop_recs.services import (
     recently_viewed,
     similar,
 )
-from shop_recs.services.shopper import load_history
+from shop_recs.services.shopper import load_history, purchased_products
 from tests.plugin.recs_fixtures import COFFEE, NEW_TEA, TEA, RecsShop
 
 
@@ -262,3 +262,20 @@ def _settings() -> dict:
     from django.conf import settings
 
     return dict(settings.SHOP_RECS)
+
+
+def test_purchases_are_read_again_only_after_a_new_purchase(
+    recs_shop, django_assert_num_queries
+) -> None:
+    """Views change the history's fingerprint but not what was bought: no query for them."""
+    shopper = Shopper.for_user(recs_shop.alice)
+    recs_shop.buy(11, user=recs_shop.alice)
+    assert purchased_products(shopper, load_history(shopper)) == {"11"}
+    recs_shop.view(12, 13, user=recs_shop.alice)
+    history = load_history(shopper)
+    with django_assert_num_queries(0):
+        assert purchased_products(shopper, history) == {"11"}
+    recs_shop.buy(13, user=recs_shop.alice)
+    history = load_history(shopper)
+    with django_assert_num_queries(1):
+        assert purchased_products(shopper, history) == {"11", "13"}
