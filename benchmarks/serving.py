@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
          round(r.percentile(50), 2), round(r.percentile(99), 2)]
         for name, r in results.items()
     ]
+    generator = ", ".join(f"{name} {100 * r.generator_cpu_seconds / r.seconds:.0f}%"
+                          for name, r in results.items())
     rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
               round(_percentile(times, 99), 2)] for name, times in tags.items()]
     rows.append(["max throughput, for-you + similar (wrk)",
@@ -137,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{len(tokens)} shoppers with a history (token auth), similar over random products; "
             "every list response also stores its impression event. Latency is measured from "
             "when each request was due (open loop, load generator on the same 2 cores); the "
-            "throughput line is wrk with 16 connections.",
+            "throughput line is wrk with 16 connections. CPU the open-loop generator itself "
+            f"used, in % of one core: {generator}.",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)

@@ -37,20 +37,29 @@ def _count(product_id: str, window: timedelta) -> list[tuple[str, int]]:
     )
     if not anchors:
         return []
-    around = Q()
+    bought_at: dict[str, list] = {}  # shopper -> when they bought this product
     for user_id, session_key, timestamp in anchors:
-        who = Q(user_id=user_id) if user_id is not None else Q(
-            user__isnull=True, session_key=session_key
-        )
-        around |= who & Q(timestamp__gte=timestamp - window, timestamp__lte=timestamp + window)
+        bought_at.setdefault(_shopper(user_id, session_key), []).append(timestamp)
+    users = {u for u, _, _ in anchors if u is not None}
+    guests = {s for u, s, _ in anchors if u is None}
+    # The anchors' shoppers' purchases around them, in one indexed query; the windows are
+    # matched here (a query of one OR branch per anchor cost more than the whole list).
     rows = (
-        Event.objects.filter(around, kind=EventKind.PURCHASE)
-        .exclude(product_id=product_id)
-        .exclude(product_id="")
-        .order_by()
-        .values_list("user_id", "session_key", "product_id")
-        .distinct()
+        Event.objects.filter(Q(user_id__in=users) | Q(user__isnull=True, session_key__in=guests),
+                             kind=EventKind.PURCHASE,
+                             timestamp__gte=min(t for _, _, t in anchors) - window,
+                             timestamp__lte=max(t for _, _, t in anchors) + window)
+        .exclude(product_id__in=[product_id, ""])
+        .values_list("user_id", "session_key", "product_id", "timestamp")
     )
-    pairs = {(f"u{u}" if u is not None else f"s{s}", p) for u, s, p in rows}
+    pairs = set()
+    for user_id, session_key, other, timestamp in rows:
+        shopper = _shopper(user_id, session_key)
+        if any(abs(timestamp - anchor) <= window for anchor in bought_at[shopper]):
+            pairs.add((shopper, other))
     counts = Counter(p for _, p in pairs)
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _shopper(user_id: object, session_key: str) -> str:
+    return f"u{user_id}" if user_id is not None else f"s{session_key}"

@@ -77,6 +77,7 @@ class History:
     product_ids: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     event_ids: tuple[int, ...] = field(default=(), repr=False)
+    truncated: bool = True  # False: the shopper has no older product events than these
 
     def __bool__(self) -> bool:
         return bool(self.product_ids)
@@ -121,6 +122,7 @@ def load_history(shopper: Shopper, length: int | None = None) -> History:
         product_ids=tuple(r[1] for r in rows),
         kinds=tuple(r[2] for r in rows),
         event_ids=tuple(r[0] for r in rows),
+        truncated=len(rows) == length,
     )
 
 
@@ -134,6 +136,9 @@ def purchased_products(shopper: Shopper, history: History) -> frozenset[str]:
     """
     if not shopper.is_known or not history:
         return frozenset()  # a purchase is an event, so no events means no purchases
+    if not history.truncated:  # the window holds every product event the shopper has
+        return frozenset(pid for pid, kind in zip(history.product_ids, history.kinds,
+                                                  strict=True) if kind == EventKind.PURCHASE)
     latest = next((event_id for event_id, kind in zip(reversed(history.event_ids),
                                                        reversed(history.kinds), strict=True)
                    if kind == EventKind.PURCHASE), "none")

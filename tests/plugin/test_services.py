@@ -264,18 +264,34 @@ def _settings() -> dict:
     return dict(settings.SHOP_RECS)
 
 
-def test_purchases_are_read_again_only_after_a_new_purchase(
+def test_a_short_history_is_the_whole_history_purchases_included(
+    recs_shop, django_assert_num_queries
+) -> None:
+    shopper = Shopper.for_user(recs_shop.alice)
+    recs_shop.buy(11, user=recs_shop.alice)
+    recs_shop.view(12, user=recs_shop.alice)
+    history = load_history(shopper)
+    assert not history.truncated
+    with django_assert_num_queries(0):
+        assert purchased_products(shopper, history) == {"11"}
+
+
+def test_purchases_beyond_the_window_are_read_again_only_after_a_new_purchase(
     recs_shop, django_assert_num_queries
 ) -> None:
     """Views change the history's fingerprint but not what was bought: no query for them."""
     shopper = Shopper.for_user(recs_shop.alice)
-    recs_shop.buy(11, user=recs_shop.alice)
-    assert purchased_products(shopper, load_history(shopper)) == {"11"}
-    recs_shop.view(12, 13, user=recs_shop.alice)
-    history = load_history(shopper)
-    with django_assert_num_queries(0):
+    with override_settings(SHOP_RECS={**_settings(), "HISTORY_LENGTH": 2}):
+        recs_shop.buy(11, user=recs_shop.alice)
+        recs_shop.view(12, 13, user=recs_shop.alice)
+        history = load_history(shopper)
+        assert history.truncated and "11" not in history.product_ids
         assert purchased_products(shopper, history) == {"11"}
-    recs_shop.buy(13, user=recs_shop.alice)
-    history = load_history(shopper)
-    with django_assert_num_queries(1):
-        assert purchased_products(shopper, history) == {"11", "13"}
+        recs_shop.view(14, user=recs_shop.alice)
+        history = load_history(shopper)
+        with django_assert_num_queries(0):
+            assert purchased_products(shopper, history) == {"11"}
+        recs_shop.buy(13, user=recs_shop.alice)
+        history = load_history(shopper)
+        with django_assert_num_queries(1):
+            assert purchased_products(shopper, history) == {"11", "13"}
