@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -155,13 +155,15 @@ class BulkResult:
 
 
 def bulk_record_events(
-    events: list[Mapping[str, Any]], *, validate_products: bool = True
+    events: list[Mapping[str, Any]], *, validate_products: bool = True,
+    known_products: Collection[str] = frozenset(),
 ) -> BulkResult:
     """Store many events at once; each is reported stored, duplicate, conflict or invalid.
 
     Each dict takes ``record_event``'s keyword arguments. A bad event never stops the others.
     ``validate_products=False`` skips the product look-up for callers whose ids come from the
-    shop's own foreign keys. Keyed rows are inserted with ON CONFLICT DO NOTHING, so batches
+    shop's own foreign keys; ``known_products`` (e.g. the catalogue snapshot's ids) skips it for
+    those ids only. Keyed rows are inserted with ON CONFLICT DO NOTHING, so batches
     racing on the same keys still store each key once; when two identical events race, both
     callers may hear "stored" (the one row holds what both sent).
     """
@@ -175,10 +177,11 @@ def bulk_record_events(
             results[i] = ItemResult("invalid", str(exc))
 
     if validate_products:
-        wanted = {d.product_to_check for d in drafts.values() if d.product_to_check}
-        known = adapter.existing_product_ids(wanted) if wanted else set()
+        wanted = {d.product_to_check for d in drafts.values()
+                  if d.product_to_check and d.product_to_check not in known_products}
+        found = adapter.existing_product_ids(wanted) if wanted else set()
         for i, d in list(drafts.items()):
-            if d.product_to_check and d.product_to_check not in known:
+            if d.product_to_check in wanted and d.product_to_check not in found:
                 results[i] = ItemResult("invalid", _unknown_product(adapter, d.product_to_check))
                 del drafts[i]
     wanted_users = {d.user_to_check for d in drafts.values() if d.user_to_check is not None}

@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from ..conf import recs_settings
 from ..events import bulk_record_events, request_shopper
+from ..services.catalog import catalog
 from ..services import (
     BadClickToken,
     ProductNotFound,
@@ -214,7 +215,9 @@ class EventsView(RecsAPIView):
                 accepted.append((index, {**checker.run_validation(raw), **who}))
             except ValidationError as exc:
                 results[index] = {"index": index, "status": "invalid", "errors": exc.detail}
-        outcome = bulk_record_events([event for _, event in accepted])
+        # Products in the catalogue snapshot exist: only the others are looked up.
+        outcome = bulk_record_events([event for _, event in accepted],
+                                     known_products=catalog.get().available)
         for (index, _), item in zip(accepted, outcome.items, strict=True):
             results[index] = {"index": index, "status": item.status}
             if item.error:

@@ -9,7 +9,9 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from django.test import RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from shop_recs.events import (
@@ -210,6 +212,20 @@ def test_validate_products_false_trusts_the_caller(shop) -> None:
         [{"kind": "view", "product": 999999, "user": shop.alice}], validate_products=False
     )
     assert result.stored == 1 and Event.objects.get().product_id == "999999"
+
+
+def test_known_products_are_not_looked_up_and_the_others_still_are(shop) -> None:
+    """The REST batch passes the catalogue snapshot's ids: a batch of known products costs no
+    product query, and an unknown one is still refused."""
+    pid = str(shop.green_tea.pk)
+    events = [{"kind": "view", "product": pid, "user": shop.alice}]
+    with CaptureQueriesContext(connection) as queries:
+        assert bulk_record_events(events, known_products={pid}).stored == 1
+    assert not [q["sql"] for q in queries.captured_queries if "demo_product" in q["sql"]]
+    result = bulk_record_events(events + [{"kind": "view", "product": "999999",
+                                           "user": shop.alice}], known_products={pid})
+    assert (result.stored, result.invalid) == (1, 1)
+    assert "Unknown product '999999'" in result.errors()[1]
 
 
 def test_a_large_batch_is_not_a_query_per_event(shop, django_assert_max_num_queries) -> None:
