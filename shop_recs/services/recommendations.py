@@ -339,32 +339,37 @@ def _assemble(
     placement: str, computed: _Computed, ranked: list[Candidate], limit: int,
     snapshot: CatalogSnapshot, *, known: dict[str, Model] | None = None,
 ) -> RecommendationList:
-    head = ranked[: 2 * limit]  # spares for products that sold out since the snapshot
     known = known or {}
-    reason_ids = [c.reason.product_id for c in head
-                  if c.reason.product_id and c.reason.product_id not in known]
-    products, available = fetch_products([c.product_id for c in head], reason_ids)
-    products = {**known, **products}
     adapter = get_adapter()
     impression_id = uuid.uuid4().hex[:16]
     items: list[RecommendedItem] = []
-    for candidate in head:
-        if candidate.product_id not in available:
-            continue
-        product = products[candidate.product_id]
-        position = len(items) + 1
-        token = make_click_token(ClickData(candidate.product_id, placement,
-                                           computed.model_version, impression_id, position))
-        items.append(RecommendedItem(
-            product=product, product_id=candidate.product_id, score=candidate.score,
-            reason=reason_text(candidate.reason, products,
-                               snapshot.category_name(candidate.reason.category or None)),
-            placement=placement, model_version=computed.model_version, position=position,
-            click_token=token, product_url=adapter.product_url(product),
-        ))
+    # A few spares for products that sold out since the snapshot; the next slice only if the
+    # spares were not enough (rare: one query per list as a rule).
+    size = limit + max(2, limit // 4)
+    for start in range(0, len(ranked), size):
+        head = ranked[start : start + size]
+        reason_ids = [c.reason.product_id for c in head
+                      if c.reason.product_id and c.reason.product_id not in known]
+        products, available = fetch_products([c.product_id for c in head], reason_ids)
+        known = {**known, **products}
+        for candidate in head:
+            if candidate.product_id not in available:
+                continue
+            product = known[candidate.product_id]
+            position = len(items) + 1
+            token = make_click_token(ClickData(candidate.product_id, placement,
+                                               computed.model_version, impression_id, position))
+            items.append(RecommendedItem(
+                product=product, product_id=candidate.product_id, score=candidate.score,
+                reason=reason_text(candidate.reason, known,
+                                   snapshot.category_name(candidate.reason.category or None)),
+                placement=placement, model_version=computed.model_version, position=position,
+                click_token=token, product_url=adapter.product_url(product),
+            ))
+            if len(items) == limit:
+                break
         if len(items) == limit:
             break
     return RecommendationList(placement=placement, items=items,
                               model_version=computed.model_version, source=computed.source,
                               impression_id=impression_id)
-

@@ -60,6 +60,16 @@ class TestOnModelLists:
         again = similar(31, Shopper(), 3).product_ids
         assert first[0] not in again and len(again) == 3
 
+    def test_more_sold_out_products_than_spares_still_fill_the_list(
+        self, recs_shop, active_model
+    ) -> None:
+        """The products of a list are fetched with a few spares; when more than that sold out
+        since the snapshot, the next candidates are fetched."""
+        first = similar(11, Shopper(), 8).product_ids
+        Product.objects.filter(pk__in=first[:5]).update(active=False)  # snapshot still lists them
+        again = similar(11, Shopper(), 3).product_ids
+        assert len(again) == 3 and not set(again) & set(first[:5])
+
     def test_purchases_are_hidden_per_scenario(self, recs_shop, active_model) -> None:
         recs_shop.buy(12, user=recs_shop.alice)
         alice = Shopper.for_user(recs_shop.alice)
