@@ -30,7 +30,6 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    generator_cpu_seconds: float = 0.0  # what sending cost this process (it shares the cores)
 
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
@@ -76,7 +75,6 @@ def open_loop(host: str, port: int, requests: Sequence[Request], *, rate: float,
     for thread in pool:
         thread.start()
     start = time.perf_counter()
-    cpu_start = time.process_time()
     total = int(rate * seconds)
     for i in range(total):
         scheduled = start + i / rate
@@ -89,7 +87,6 @@ def open_loop(host: str, port: int, requests: Sequence[Request], *, rate: float,
     for thread in pool:
         thread.join()
     result.seconds = time.perf_counter() - start
-    result.generator_cpu_seconds = time.process_time() - cpu_start
     return result
 
 

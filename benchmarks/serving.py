@@ -101,13 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _warm_up(args.port, foryou + similar + pages, workers=args.workers)
         _check_served_by_the_model(args.port, foryou[0])
-        results = {}
-        for name, requests in (("GET for-you", foryou), ("GET similar", similar)):
-            results[name] = open_loop(HOST, args.port, requests, rate=args.rate,
-                                      seconds=args.seconds)
-        results["GET product page (2 tags)"] = open_loop(
-            HOST, args.port, pages, rate=min(args.rate, 50), seconds=args.seconds / 2
-        )
+        results, cpu = {}, {}
+        for name, requests, rate, seconds in (
+            ("GET for-you", foryou, args.rate, args.seconds),
+            ("GET similar", similar, args.rate, args.seconds),
+            ("GET product page (2 tags)", pages, min(args.rate, 50), args.seconds / 2),
+        ):
+            before = _cpu_ticks()
+            results[name] = open_loop(HOST, args.port, requests, rate=rate, seconds=seconds)
+            cpu[name] = _cpu_ms_per_request(before, _cpu_ticks(), len(results[name].latencies_ms))
         rps = closed_loop_wrk(HOST, args.port, foryou + similar, seconds=int(args.seconds))
     finally:
         server.terminate()
@@ -119,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
          round(r.percentile(50), 2), round(r.percentile(99), 2)]
         for name, r in results.items()
     ]
-    generator = ", ".join(f"{name} {100 * r.generator_cpu_seconds / r.seconds:.0f}%"
-                          for name, r in results.items())
+    split = "; ".join(f"{name}: " + ", ".join(f"{group} {ms:.2f}" for group, ms in groups.items())
+                      for name, groups in cpu.items())
     rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
               round(_percentile(times, 99), 2)] for name, times in tags.items()]
     rows.append(["max throughput, for-you + similar (wrk)",
@@ -139,8 +141,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{len(tokens)} shoppers with a history (token auth), similar over random products; "
             "every list response also stores its impression event. Latency is measured from "
             "when each request was due (open loop, load generator on the same 2 cores); the "
-            "throughput line is wrk with 16 connections. CPU the open-loop generator itself "
-            f"used, in % of one core: {generator}.",
+            "throughput line is wrk with 16 connections. CPU time per request (ms, from "
+            f"/proc, by process): {split}.",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
@@ -325,6 +327,39 @@ def _time_tags(products: list[str], renders: int = 300) -> dict[str, list[float]
                 raise RuntimeError(f"{name} rendered no list for product {product.pk}")
         timings[name] = times
     return timings
+
+
+def _cpu_ticks() -> dict[str, int]:
+    """CPU clock ticks used so far by the web workers, PostgreSQL, Redis and this process (the
+    load generator): where a request's cost goes on the shared cores ({} without /proc)."""
+    ticks: dict[str, int] = {}
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(pid) == os.getpid():
+            group = "load generator"
+        elif "gunicorn" in command:
+            group = "web"
+        elif command.startswith("postgres"):
+            group = "PostgreSQL"
+        elif "redis-server" in command:
+            group = "Redis"
+        else:
+            continue
+        ticks[group] = ticks.get(group, 0) + int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks
+
+
+def _cpu_ms_per_request(before: dict[str, int], after: dict[str, int],
+                        requests: int) -> dict[str, float]:
+    per_tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    return {group: (ticks - before.get(group, 0)) * per_tick_ms / max(requests, 1)
+            for group, ticks in after.items()}
 
 
 def _percentile(values: list[float], q: float) -> float:
