@@ -26,7 +26,6 @@ from rest_framework.views import APIView
 
 from ..conf import recs_settings
 from ..events import bulk_record_events, request_shopper
-from ..services.catalog import catalog
 from ..services import (
     BadClickToken,
     ProductNotFound,
@@ -40,6 +39,7 @@ from ..services import (
     record_impression,
     similar,
 )
+from ..services.catalog import catalog
 from .serializers import (
     EventBatchResultSerializer,
     EventBatchSerializer,
