@@ -1,6 +1,8 @@
-"""Per-shopper caching on a SHARED cache (Redis, as every web worker of a shop shares it) never
-hands one shopper's list to another, whether they sign in with a session or a token, or are
-guests; shoppers whose browsing is identical still get their own lists (their purchases differ).
+"""Caching on a SHARED cache (Redis, as every web worker of a shop shares it) never hands one
+shopper's list to another, whether they sign in with a session or a token, or are guests;
+shoppers whose browsing is identical still get their own lists (their purchases differ). Product
+lists are cached once for everyone and personalised after the cache; personal for-you lists are
+not put in the shared cache at all.
 
 Each shopper's list is first computed with no cache at all; then the same requests, interleaved
 over several rounds, go through Redis and must give exactly the same lists.
@@ -75,7 +77,9 @@ def test_a_shared_redis_cache_keeps_every_shoppers_list_their_own(redis_url, rec
                 for name in order:
                     assert lists_of(clients[name]) == expected[name], name
         cached = server.keys(f"{prefix}:*")
-        assert any(b"shop_recs:for_you" in key for key in cached), "the lists were not cached"
+        assert any(b"shop_recs:similar" in key for key in cached), "the lists were not cached"
+        assert any(b"shop_recs:bought_together" in key for key in cached)
+        assert not any(b"shop_recs:for_you" in key for key in cached)
         assert not any(recs_shop.alice.username.encode() in key or b"sessionid" in key
                        for key in cached)
     finally:
