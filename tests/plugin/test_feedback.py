@@ -14,6 +14,7 @@ from django.utils import timezone
 from shop_recs.models import Event, EventKind
 from shop_recs.services import Shopper, for_you, record_impression, similar
 from shop_recs.services.feedback import click_through_rates
+from shop_recs.services.items import RecommendationList, RecommendedItem
 from shop_recs.services.tokens import SALT, ClickData, make_click_token
 
 FEEDBACK_ADMIN = "/admin/shop_recs/recommendationfeedback/"
@@ -115,6 +116,40 @@ class TestImpressions:
         client.get("/recs/api/products/11/similar/?limit=3")
         shown = Event.objects.get(kind=EventKind.REC_IMPRESSION)
         assert shown.session_key == client.session.session_key
+
+    @pytest.mark.django_db(transaction=True)
+    def test_on_postgresql_an_impression_does_not_wait_for_the_disk(self) -> None:
+        """Only the impression's own transaction gets synchronous_commit off; a caller's
+        transaction (ATOMIC_REQUESTS) is left alone, so its other writes stay durable."""
+        from django.db import connection, transaction
+        from django.test.utils import CaptureQueriesContext
+
+        if connection.vendor != "postgresql":
+            pytest.skip("PostgreSQL's synchronous_commit (pass 2 of scripts/test.sh, CI)")
+        user = User.objects.create_user("imp")
+        request = RequestFactory().get("/")
+        request.user = user
+        recs = RecommendationList("similar", [RecommendedItem(
+            product=user, product_id="11", score=1.0, reason="", placement="similar",
+            model_version="v1", position=1, click_token="t", product_url="/products/11/",
+        )], model_version="v1", source="model", impression_id="imp")
+
+        def setting() -> str:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                return cursor.fetchone()[0]
+
+        with CaptureQueriesContext(connection) as queries:
+            record_impression(request, recs, channel="web")
+        assert any("synchronous_commit TO OFF" in q["sql"] for q in queries.captured_queries)
+        assert Event.objects.filter(kind=EventKind.REC_IMPRESSION, user=user).count() == 1
+        assert setting() == "on"  # SET LOCAL ended with the impression's transaction
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            record_impression(request, recs, channel="web")
+            assert setting() == "on"
+        assert not any("synchronous_commit" in q["sql"] for q in queries.captured_queries
+                       if "SHOW" not in q["sql"])
+        assert Event.objects.filter(kind=EventKind.REC_IMPRESSION, user=user).count() == 2
 
     def test_only_impressions_may_have_no_shopper(self, recs_shop) -> None:
         from shop_recs.events import EventError, record_event
