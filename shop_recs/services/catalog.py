@@ -120,7 +120,8 @@ def fetch_products(
     """
     adapter = get_adapter()
     wanted = list(dict.fromkeys(candidate_ids))
-    others = [pid for pid in dict.fromkeys(other_ids) if pid not in set(wanted)]
+    candidates = set(wanted)
+    others = [pid for pid in dict.fromkeys(other_ids) if pid not in candidates]
     products = (_by_id(adapter.for_display(adapter.available_products()), wanted + others)
                 if wanted or others else {})
     available = {pid for pid in wanted if pid in products}

@@ -2,10 +2,10 @@
 
 The history is read from the event table on every request (one indexed query, at most
 HISTORY_LENGTH rows), so a shopper's new view, cart or purchase changes their next list at once,
-whichever process or job wrote it. Its fingerprint (a hash of the event ids) is part of every
-cache key of a personal list: a new event gives a new key, so a cached list can never be stale
-and no invalidation signal has to reach every web process. Impressions are not part of the
-history (the model does not read them), so showing a list does not bust its own cache.
+whichever process or job wrote it. Personal lists are made from it on every request, so no
+invalidation signal has to reach every web process; only the set of purchases is cached, under
+the id of the latest purchase in the window. Impressions are not part of the history (the model
+does not read them).
 """
 
 from __future__ import annotations
@@ -81,14 +81,6 @@ class History:
 
     def __bool__(self) -> bool:
         return bool(self.product_ids)
-
-    @property
-    def fingerprint(self) -> str:
-        """Changes whenever an event enters (or leaves) the window."""
-        if not self.event_ids:
-            return "empty"
-        raw = ",".join(map(str, self.event_ids)).encode()
-        return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
 
     def latest_kind(self) -> dict[str, str]:
         """Product id -> the kind of the shopper's latest event on it."""

@@ -240,14 +240,14 @@ def test_history_is_the_latest_events_in_time_order(recs_shop) -> None:
 
 
 def test_showing_a_list_does_not_change_the_history(recs_shop) -> None:
-    """Impressions are not behaviour: they must not bust the shopper's cached list."""
+    """Impressions are not behaviour: the model must not read them as the shopper's events."""
     shopper = Shopper.for_user(recs_shop.alice)
     recs_shop.view(11, user=recs_shop.alice)
-    before = load_history(shopper).fingerprint
+    before = load_history(shopper).event_ids
     record_event(kind="rec_impression", user=recs_shop.alice, context={"placement": "for_you"})
-    assert load_history(shopper).fingerprint == before
+    assert load_history(shopper).event_ids == before
     recs_shop.view(12, user=recs_shop.alice)
-    assert load_history(shopper).fingerprint != before
+    assert load_history(shopper).event_ids != before
 
 
 def test_limits_are_capped_and_checked(recs_shop) -> None:
@@ -279,7 +279,7 @@ def test_a_short_history_is_the_whole_history_purchases_included(
 def test_purchases_beyond_the_window_are_read_again_only_after_a_new_purchase(
     recs_shop, django_assert_num_queries
 ) -> None:
-    """Views change the history's fingerprint but not what was bought: no query for them."""
+    """Views change the history but not what was bought: no query for them."""
     shopper = Shopper.for_user(recs_shop.alice)
     with override_settings(SHOP_RECS={**_settings(), "HISTORY_LENGTH": 2}):
         recs_shop.buy(11, user=recs_shop.alice)
