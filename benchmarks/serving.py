@@ -333,7 +333,9 @@ def _cpu_ticks() -> dict[str, int]:
     """CPU clock ticks used so far by the web workers, PostgreSQL, Redis and this process (the
     load generator): where a request's cost goes on the shared cores ({} without /proc)."""
     ticks: dict[str, int] = {}
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()) if os.path.isdir("/proc") else ():
+    if not os.path.isdir("/proc"):
+        return ticks
+    for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
                 command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
