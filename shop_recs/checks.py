@@ -14,6 +14,7 @@ as a crash deep inside training or a page. Ids (add new ones at the end):
 - shop_recs.E009  ADAPTER cannot be imported or is not a ShopAdapter subclass
 - shop_recs.E010  SHOP_RECS is not a dict
 - shop_recs.E011  PRODUCT_SELECT_RELATED is not a list of the product's single-valued relations
+- shop_recs.E012  IMPRESSION_FLUSH_SECONDS is not a number of seconds >= 0
 - shop_recs.W001  GuestSessionMiddleware missing (or before SessionMiddleware): guest events
                   are not merged into the account at login
 - shop_recs.W002  PrivateResponseMiddleware missing: shop pages with personal lists are not
@@ -59,8 +60,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if product_model is not None:
         messages += _product_fields(product_model)
     messages += _order_line(product_model)
-    messages += _guest_middleware() + _private_middleware()
+    messages += _impression_flush() + _guest_middleware() + _private_middleware()
     return messages
+
+
+def _impression_flush() -> list[CheckMessage]:
+    value = recs_settings.IMPRESSION_FLUSH_SECONDS
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return []
+    return [Error(
+        f"SHOP_RECS['IMPRESSION_FLUSH_SECONDS'] must be a number of seconds >= 0, not {value!r}.",
+        hint="1.0 writes impressions in a batch every second; 0 writes each in its request.",
+        id="shop_recs.E012",
+    )]
 
 
 def _unknown_keys() -> list[CheckMessage]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from django.utils.dateparse import parse_datetime
 from .adapter import IN_CHUNK, Purchase, ShopAdapter, get_adapter
 from .conf import recs_settings
 from .models import Event, EventKind
+from .models.events import HISTORY_KINDS
 
 KINDS = {kind.value: kind for kind in EventKind}
 # Kinds that are about one product and mean nothing without it.
@@ -38,6 +40,22 @@ PRODUCT_REQUIRED = frozenset(
 # Kinds that may be stored for a visitor with neither account nor session: a list shown to a
 # cookieless client is still an impression (for the click-through rates), but no behaviour.
 SHOPPERLESS_KINDS = frozenset({EventKind.REC_IMPRESSION})
+_HISTORY_KINDS = frozenset(HISTORY_KINDS)
+
+
+class _WriteCounter:
+    """Counts this process's writes of history events: a history read earlier in a request is
+    reused only while the count is unchanged (``services.shopper.load_history``)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self.value = 0
+
+    def bump(self) -> None:
+        self.value = next(self._counter)  # atomic under the GIL
+
+
+history_writes = _WriteCounter()
 # A client clock this far ahead is tolerated; beyond it a timestamp is refused as "future".
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_QUANTITY = 2**31 - 1
@@ -91,7 +109,15 @@ def record_event(
         raise EventError(_unknown_product(adapter, draft.product_to_check))
     if draft.user_to_check is not None and not _existing_user_ids([draft.user_to_check]):
         raise EventError(f"Unknown user {draft.user_to_check!r}: no user has that primary key.")
-    event = draft.event
+    try:
+        return _save_once(draft.event)
+    finally:
+        if draft.event.kind in _HISTORY_KINDS:
+            history_writes.bump()  # after the write, so no read from before it is reused
+
+
+def _save_once(event: Event) -> Event:
+    """Save the event, or return the stored one with its idempotency key."""
     key = event.idempotency_key
     if key is None:
         event.save()
@@ -113,6 +139,16 @@ def record_event(
             f"(event {existing.pk}); send a new key for a new event."
         )
     return existing
+
+
+def validated_event(**fields: Any) -> Event:
+    """The event ``record_event`` would store, validated but not saved: for writers that store
+    in batches (impressions). Product and user must be instances or absent: nothing is looked up.
+    """
+    draft = _draft(get_adapter(), **fields)
+    if draft.product_to_check or draft.user_to_check is not None:
+        raise EventError("validated_event takes product and user instances, not primary keys.")
+    return draft.event
 
 
 ItemStatus = Literal["stored", "duplicate", "conflict", "invalid"]
@@ -217,6 +253,8 @@ def bulk_record_events(
         Event.objects.bulk_create(
             [d.event for d in drafts.values()], batch_size=1000, ignore_conflicts=True
         )
+    if any(d.event.kind in _HISTORY_KINDS for d in drafts.values()):
+        history_writes.bump()
     # A concurrent request may have won a key between our look-up and our insert.
     winners = _stored_hashes(first_with_key)
     for i, d in drafts.items():
@@ -232,7 +270,9 @@ def merge_guest_events(*, session_key: str | None, user: Model) -> int:
     """Give a guest's events to the user they just signed in as; returns how many moved."""
     if not session_key or user is None or user.pk is None:
         return 0
-    return Event.objects.filter(session_key=session_key, user__isnull=True).update(user=user)
+    moved = Event.objects.filter(session_key=session_key, user__isnull=True).update(user=user)
+    history_writes.bump()
+    return moved
 
 
 class Shopper(TypedDict):

@@ -3,12 +3,12 @@
 Two products are bought together when one shopper bought both at most
 BOUGHT_TOGETHER_WINDOW_HOURS apart (one order, or a second trip for the missing cable). Each
 shopper counts once per pair, so a reseller buying a hundred of each cannot dominate. The latest
-MAX_ANCHORS purchases of the product are looked at: two indexed queries, cached per product.
+MAX_ANCHORS purchases of the product are looked at: two indexed queries. The caller caches the
+list it makes from them (``recommendations.bought_together``).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from datetime import timedelta
 
@@ -16,20 +16,13 @@ from django.db.models import Q
 
 from ..conf import recs_settings
 from ..models import Event, EventKind
-from .cache import cached
 
 MAX_ANCHORS = 200
 
 
 def co_purchase_counts(product_id: str) -> list[tuple[str, int]]:
     """Other products with how many shoppers bought them with this one, most first."""
-    window_hours = recs_settings.BOUGHT_TOGETHER_WINDOW_HOURS
-    digest = hashlib.sha1(product_id.encode(), usedforsecurity=False).hexdigest()[:16]
-    key = f"shop_recs:copurchase:{digest}:{window_hours}"
-    return cached(key, lambda: _count(product_id, timedelta(hours=window_hours)))
-
-
-def _count(product_id: str, window: timedelta) -> list[tuple[str, int]]:
+    window = timedelta(hours=recs_settings.BOUGHT_TOGETHER_WINDOW_HOURS)
     anchors = list(
         Event.objects.filter(kind=EventKind.PURCHASE, product_id=product_id)
         .order_by("-timestamp")

@@ -10,12 +10,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError
 from django.db.models import Count, IntegerField, Model, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
@@ -24,8 +22,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from ..adapter import get_adapter
 from ..conf import recs_settings
-from ..events import EventError, record_event, request_shopper
+from ..events import EventError, record_event, request_shopper, validated_event
 from ..models import Event, EventKind
+from .impressions import store_impression
 from .items import RecommendationList
 from .tokens import read_click_token
 
@@ -37,7 +36,8 @@ class UnsafeProductURL(ValueError):
 
 
 def record_impression(request: HttpRequest, recs: RecommendationList, *, channel: str) -> None:
-    """Store one rec_impression event for a list as shown (nothing for an empty list).
+    """Store one rec_impression event for a list as shown (nothing for an empty list), now or
+    with the process's next batch of impressions (``services.impressions``).
 
     A visitor without a session gets none for it: the impression is stored without a shopper.
 
@@ -52,30 +52,10 @@ def record_impression(request: HttpRequest, recs: RecommendationList, *, channel
     }
     _fit(context)
     try:
-        with _commit_without_waiting_for_the_disk():
-            record_event(kind=EventKind.REC_IMPRESSION, context=context,
-                         **request_shopper(request, create_session=False))
+        store_impression(validated_event(kind=EventKind.REC_IMPRESSION, context=context,
+                                         **request_shopper(request, create_session=False)))
     except (EventError, DatabaseError) as exc:
         logger.warning("shop_recs: impression of %s not recorded: %s", recs.placement, exc)
-
-
-@contextmanager
-def _commit_without_waiting_for_the_disk() -> Iterator[None]:
-    """PostgreSQL's ``synchronous_commit = off`` for this one write: the request does not wait
-    for the WAL to reach the disk (measured on the serving benchmark: about 1 ms of a for-you
-    request's CPU, and much of its tail latency at 150 requests/s). The price: should the database
-    server itself crash within a moment of it, the impression can be missing, never half-written;
-    every other write keeps full durability. Inside a caller's transaction (ATOMIC_REQUESTS, a
-    test) nothing changes, since the setting would cover the caller's writes too."""
-    alias = router.db_for_write(Event)
-    connection = connections[alias]
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        yield
-        return
-    with transaction.atomic(using=alias):
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        yield
 
 
 @dataclass(frozen=True)

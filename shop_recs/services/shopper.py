@@ -17,12 +17,14 @@ from typing import Any
 from django.db.models import Q
 
 from ..conf import recs_settings
+from ..events import history_writes
 from ..middleware import mark_personal
 from ..models import Event, EventKind
 from ..models.events import HISTORY_KINDS
 from .cache import cached
 
-# The kinds the model reads; a product-less search has no place in an item sequence.
+# Where a request keeps its Shopper, so that the lists of one page share one history read.
+SHOPPER_ATTRIBUTE = "_shop_recs_shopper"
 
 @dataclass(frozen=True)
 class Shopper:
@@ -30,18 +32,29 @@ class Shopper:
 
     user_id: Any = None
     session_key: str = ""
+    # History reads of this shopper within one request (``load_history``); not part of equality.
+    reads: dict[int, tuple[int, History]] = field(default_factory=dict, compare=False,
+                                                  repr=False)
 
     @classmethod
     def from_request(cls, request: Any) -> Shopper:
         """The request's shopper, without creating a session for a visitor who has none.
 
-        Whatever is made for this shopper is personal: the response is marked private."""
+        The lists of one page share one Shopper, so they share one history read. Whatever is
+        made for this shopper is personal: the response is marked private."""
         mark_personal(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            return cls(user_id=user.pk)
-        session = getattr(request, "session", None)
-        return cls(session_key=(session.session_key or "") if session is not None else "")
+            shopper = cls(user_id=user.pk)
+        else:
+            session = getattr(request, "session", None)
+            shopper = cls(session_key=(session.session_key or "") if session is not None else "")
+        holder = getattr(request, "_request", request)  # a DRF Request wraps the HttpRequest
+        earlier = getattr(holder, SHOPPER_ATTRIBUTE, None)
+        if earlier == shopper:  # the same person still (not signed in or out meanwhile)
+            return earlier
+        setattr(holder, SHOPPER_ATTRIBUTE, shopper)
+        return shopper
 
     @classmethod
     def for_user(cls, user: Any) -> Shopper:
@@ -98,10 +111,24 @@ class History:
 
 
 def load_history(shopper: Shopper, length: int | None = None) -> History:
-    """The latest ``length`` (default HISTORY_LENGTH) product events of the shopper."""
+    """The latest ``length`` (default HISTORY_LENGTH) product events of the shopper.
+
+    Read once per request: the page's other lists reuse it, unless this process has written a
+    history event since (``{% record_view %}`` between two tags, a purchase), so a list never
+    misses an event written before it in the same request."""
     if not shopper.is_known:
         return History()
     length = length or recs_settings.HISTORY_LENGTH
+    written = history_writes.value
+    earlier = shopper.reads.get(length)
+    if earlier is not None and earlier[0] == written:
+        return earlier[1]
+    history = _read_history(shopper, length)
+    shopper.reads[length] = (written, history)
+    return history
+
+
+def _read_history(shopper: Shopper, length: int) -> History:
     rows = list(
         shopper.events()
         .filter(kind__in=HISTORY_KINDS)

@@ -114,6 +114,17 @@ def test_bad_select_related(relations: Any, expected: str) -> None:
     assert expected in message.msg
 
 
+@pytest.mark.parametrize("value", [-1, "1", None, True])
+def test_bad_impression_flush_seconds(value: Any) -> None:
+    message = only(shop_recs_messages(IMPRESSION_FLUSH_SECONDS=value), "shop_recs.E012")
+    assert repr(value) in message.msg
+
+
+@pytest.mark.parametrize("value", [0, 2, 0.5])
+def test_impression_flush_seconds_passes(value: float) -> None:
+    assert shop_recs_messages(IMPRESSION_FLUSH_SECONDS=value) == []
+
+
 def test_select_related_of_a_real_relation_passes() -> None:
     assert shop_recs_messages(PRODUCT_SELECT_RELATED=["category"]) == []
 

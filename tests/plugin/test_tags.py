@@ -105,6 +105,42 @@ class TestEachTag:
         assert "needs the 'request' context processor" in caplog.text
 
 
+def history_reads(queries: CaptureQueriesContext) -> int:
+    return sum('"shop_recs_event"."kind" IN' in q["sql"] and "ORDER BY" in q["sql"]
+               for q in queries.captured_queries)
+
+
+class TestOneHistoryReadPerPage:
+    def test_the_lists_of_a_page_share_one_history_read(self, recs_shop, active_model) -> None:
+        recs_shop.view(11, 12, user=recs_shop.alice)
+        request = request_for(recs_shop.alice)
+        with CaptureQueriesContext(connection) as queries:
+            html = render("{% recommended_products 3 %}{% similar_products product 3 %}"
+                          "{% bought_together product 3 %}{% recently_viewed 3 %}", request,
+                          product=recs_shop.product(21))
+        assert html.count("data-placement=") == 4
+        assert history_reads(queries) == 1
+        with CaptureQueriesContext(connection) as queries:  # the next page reads it again
+            render("{% recently_viewed 3 %}", request_for(recs_shop.alice))
+        assert history_reads(queries) == 1
+
+    def test_a_view_recorded_between_two_lists_is_in_the_second(self, recs_shop) -> None:
+        recs_shop.view(11, user=recs_shop.alice)
+        html = render("{% recently_viewed 5 %}|{% record_view product %}{% recently_viewed 5 %}",
+                      request_for(recs_shop.alice), product=recs_shop.product(12))
+        before, after = html.split("|")
+        assert "Sencha Green Tea" in before and "Assam Black Tea" not in before  # 11, not 12
+        assert "Assam Black Tea" in after
+
+    def test_a_shopper_who_signs_in_mid_request_gets_their_own_history(self, recs_shop) -> None:
+        recs_shop.view(11, user=recs_shop.alice)
+        request = request_for()
+        request.session.save()
+        assert render("{% recently_viewed 5 %}", request) == ""  # the guest saw nothing yet
+        request.user = recs_shop.alice
+        assert "Sencha Green Tea" in render("{% recently_viewed 5 %}", request)
+
+
 class TestHostileText:
     def test_titles_are_escaped_in_items_and_reasons(self, recs_shop, active_model) -> None:
         Product.objects.filter(pk=11).update(title=HOSTILE_TITLE)

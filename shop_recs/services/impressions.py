@@ -1,0 +1,162 @@
+"""Recommendation impressions, written in batches off the request path.
+
+Every list shown stores an impression (placement, model version, products) for the admin's
+click-through rates. Written one INSERT per list, that write was the largest single cost of
+serving a list (its own transaction and a row in an event table with seven indexes, measured on
+the serving benchmark). So a web process queues its impressions and a background thread writes
+them every IMPRESSION_FLUSH_SECONDS in one multi-row INSERT; whatever is still queued is written
+when the process exits (gunicorn's graceful restarts, runserver's reloads, a management command).
+
+What can be lost: a process killed without a chance to exit (SIGKILL, a power cut) loses at most
+its last IMPRESSION_FLUSH_SECONDS of impressions. While the database cannot be reached the queue
+keeps up to MAX_QUEUED impressions and retries; beyond that the oldest are dropped and logged.
+Impressions only ever count what was shown, so none of this can lose a shopper's data.
+``IMPRESSION_FLUSH_SECONDS = 0`` writes each impression at once, in the request.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DatabaseError, close_old_connections, connections, router, transaction
+
+from ..conf import recs_settings
+from ..models import Event
+
+logger = logging.getLogger(__name__)
+
+MAX_QUEUED = 50_000  # about a minute of a busy shop's lists; a few MB
+BATCH_SIZE = 1_000  # rows per INSERT statement
+EXIT_WAIT_SECONDS = 10  # how long a process's exit waits for a flush already under way
+
+
+def store_impression(event: Event) -> None:
+    """Store a validated, unsaved impression now or with the next batch (by the setting)."""
+    if recs_settings.IMPRESSION_FLUSH_SECONDS:
+        impression_queue.add(event)
+    else:
+        with commit_without_waiting_for_the_disk():
+            event.save()
+
+
+class ImpressionQueue:
+    """A process's impressions waiting for the next batch write.
+
+    ``add`` only appends under a lock (microseconds). The writer thread runs while there is
+    something to write: the first impression starts it, an empty interval ends it. After a fork
+    the child starts empty: the parent's queued rows are the parent's to write.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        atexit.register(self.close)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._rows: deque[Event] = deque()
+        self._lock = threading.Lock()  # guards _rows and _thread
+        self._writing = threading.Lock()  # held while a batch is being written
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, event: Event) -> None:
+        with self._lock:
+            if len(self._rows) >= MAX_QUEUED:
+                self._rows.popleft()
+                self._dropped += 1
+            self._rows.append(event)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="shop_recs-impressions",
+                                                daemon=True)
+                self._thread.start()
+        if len(self._rows) >= BATCH_SIZE:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write every queued impression now; returns how many were written (0 if the database
+        refused them: they stay queued for the next try)."""
+        with self._writing:
+            with self._lock:
+                rows = list(self._rows)
+                self._rows.clear()
+                dropped, self._dropped = self._dropped, 0
+            if dropped:
+                logger.warning("shop_recs: %d impressions dropped: the database could not take "
+                               "them for too long (more than %d queued)", dropped, MAX_QUEUED)
+            if not rows:
+                return 0
+            try:
+                with commit_without_waiting_for_the_disk():
+                    Event.objects.bulk_create(rows, batch_size=BATCH_SIZE)
+            except DatabaseError as exc:
+                for row in rows:  # the rolled-back INSERT may have numbered some
+                    row.pk = None
+                with self._lock:  # back to the front, in order; the oldest go if there is no room
+                    room = max(MAX_QUEUED - len(self._rows), 0)
+                    kept = rows[-room:] if room else []
+                    self._dropped += len(rows) - len(kept)
+                    self._rows.extendleft(reversed(kept))
+                logger.warning("shop_recs: %d impressions not written yet, will retry: %s",
+                               len(rows), exc)
+                return 0
+            return len(rows)
+
+    def close(self) -> None:
+        """At exit: wait for a batch being written, then write the rest."""
+        if not self._writing.acquire(timeout=EXIT_WAIT_SECONDS):
+            logger.warning("shop_recs: a batch of impressions was still being written at exit")
+            return
+        self._writing.release()
+        if self._rows:
+            self.flush()
+
+    def _run(self) -> None:
+        """Write a batch every interval; stop (closing this thread's database connection) at
+        the first interval with nothing to write: an idle process holds neither."""
+        try:
+            while True:
+                self._wake.wait(recs_settings.IMPRESSION_FLUSH_SECONDS or 1.0)
+                self._wake.clear()
+                with self._lock:
+                    if not self._rows:
+                        self._thread = None  # the next add() starts a new writer
+                        return
+                close_old_connections()  # one broken by a database restart is replaced
+                try:
+                    self.flush()
+                except Exception:  # the writer must outlive any one bad batch
+                    logger.exception("shop_recs: writing impressions failed")
+        finally:
+            connections.close_all()
+
+
+impression_queue = ImpressionQueue()
+
+
+@contextmanager
+def commit_without_waiting_for_the_disk() -> Iterator[None]:
+    """PostgreSQL's ``synchronous_commit = off`` for this one write: the caller does not wait
+    for the WAL to reach the disk. The price: should the database server itself crash within a
+    moment of it, the impressions can be missing, never half-written; every other write keeps
+    full durability. Inside a caller's transaction (ATOMIC_REQUESTS, a test) nothing changes,
+    since the setting would cover the caller's writes too."""
+    alias = router.db_for_write(Event)
+    connection = connections[alias]
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=alias):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
