@@ -151,12 +151,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{stored} of the {served} lists served while timing (queued in the workers and "
             "written in batches, IMPRESSION_FLUSH_SECONDS). The tag lines render a product page's "
             "two tags for one request each (a guest with a session; the page's lists share one "
-            "history read), each list computed afresh (not in the shared cache).",
+            "history read), every page twice: its lists computed (the shared cache cleared "
+            "first), then read from the shared cache; RESULT's tag_ms is the computed case.",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
     similar_p99 = results["GET similar"].percentile(99)
-    tag_ms = statistics.median([t for times in tags.values() for t in times])
+    tag_ms = statistics.median([t for name, times in tags.items() if name.endswith("computed")
+                                for t in times])  # the slower case
     print(f"RESULT foryou_p99_ms={foryou_p99:.2f} similar_p99_ms={similar_p99:.2f} "
           f"rps={0 if rps is None else rps:.0f} tag_ms={tag_ms:.2f}")
 
@@ -307,8 +309,10 @@ def _check_served_by_the_model(port: int, request: tuple[str, dict[str, str]]) -
 
 def _time_tags(products: list[str], pages: int = 300) -> dict[str, list[float]]:
     """ms per render of each product-page tag: both tags rendered for one request per page, as
-    a product page does, by a guest with a session, on random products (each list computed, not
-    read from the shared cache: the cache is cleared first)."""
+    a product page does, by a guest with a session, on random products. Each page is shown
+    twice: first with its lists computed (the shared cache is cleared before), then again a
+    moment later, its lists read from the shared cache as for any product shown within
+    CACHE_SECONDS; only the shopper's rules, the product query and the impression remain."""
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.sessions.backends.db import SessionStore
     from django.core.cache import cache
@@ -326,17 +330,19 @@ def _time_tags(products: list[str], pages: int = 300) -> dict[str, list[float]]:
             "bought_together": Template("{% load shop_recs %}{% bought_together product 4 %}")}
     chosen = list(Product.objects.in_bulk(random.Random(2).sample(products, pages + 1)).values())
     cache.clear()
-    timings: dict[str, list[float]] = {name: [] for name in tags}
+    timings: dict[str, list[float]] = {}
     for page, product in enumerate(chosen):
-        request = RequestFactory().get(product.get_absolute_url())
-        request.session, request.user = session, AnonymousUser()
-        for name, template in tags.items():
-            begin = time.perf_counter()
-            html = template.render(Context({"request": request, "product": product}))
-            if page:  # the first page warms up the template loader
-                timings[name].append((time.perf_counter() - begin) * 1000)
-            if "data-placement=" not in html:
-                raise RuntimeError(f"{name} rendered no list for product {product.pk}")
+        for view in ("computed", "cached"):
+            request = RequestFactory().get(product.get_absolute_url())
+            request.session, request.user = session, AnonymousUser()
+            for name, template in tags.items():
+                begin = time.perf_counter()
+                html = template.render(Context({"request": request, "product": product}))
+                if page:  # the first page warms up the template loader
+                    timings.setdefault(f"{name}, {view}", []).append(
+                        (time.perf_counter() - begin) * 1000)
+                if "data-placement=" not in html:
+                    raise RuntimeError(f"{name} rendered no list for product {product.pk}")
     return timings
 
 

@@ -132,7 +132,8 @@ def fetch_products(
 
 
 def _by_id(queryset: QuerySet, product_ids: list[str]) -> dict[str, Model]:
-    return {str(p.pk): p for p in queryset.filter(pk__in=product_ids)}
+    # No ORDER BY: the products are looked up by id (the model's default ordering would sort).
+    return {str(p.pk): p for p in queryset.filter(pk__in=product_ids).order_by()}
 
 
 def categories_of(product_ids: Iterable[str], snapshot: CatalogSnapshot) -> dict[str, str | None]:
