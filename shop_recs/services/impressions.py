@@ -24,7 +24,15 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import DatabaseError, close_old_connections, connections, router, transaction
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    close_old_connections,
+    connections,
+    router,
+    transaction,
+)
 
 from ..conf import recs_settings
 from ..models import Event
@@ -99,18 +107,44 @@ class ImpressionQueue:
             try:
                 with commit_without_waiting_for_the_disk():
                     Event.objects.bulk_create(rows, batch_size=BATCH_SIZE)
-            except DatabaseError as exc:
-                for row in rows:  # the rolled-back INSERT may have numbered some
-                    row.pk = None
-                with self._lock:  # back to the front, in order; the oldest go if there is no room
-                    room = max(MAX_QUEUED - len(self._rows), 0)
-                    kept = rows[-room:] if room else []
-                    self._dropped += len(rows) - len(kept)
-                    self._rows.extendleft(reversed(kept))
+            except (IntegrityError, DataError):
+                # A row the database refuses (its shopper's account deleted since the list was
+                # shown) must not hold back the others: write them one by one, without it.
+                return self._write_one_by_one(rows)
+            except DatabaseError as exc:  # the database is unreachable: keep them for later
+                self._requeue(rows)
                 logger.warning("shop_recs: %d impressions not written yet, will retry: %s",
                                len(rows), exc)
                 return 0
             return len(rows)
+
+    def _write_one_by_one(self, rows: list[Event]) -> int:
+        written = 0
+        for position, row in enumerate(rows):
+            row.pk = None  # the rolled-back INSERT may have numbered it
+            try:
+                with commit_without_waiting_for_the_disk(), transaction.atomic():
+                    row.save()
+                written += 1
+            except (IntegrityError, DataError) as exc:
+                logger.warning("shop_recs: an impression was refused by the database and "
+                               "dropped: %s", exc)
+            except DatabaseError as exc:
+                self._requeue(rows[position:])
+                logger.warning("shop_recs: %d impressions not written yet, will retry: %s",
+                               len(rows) - position, exc)
+                break
+        return written
+
+    def _requeue(self, rows: list[Event]) -> None:
+        """Back to the front of the queue, in order; the oldest go if there is no room."""
+        for row in rows:
+            row.pk = None  # the rolled-back INSERT may have numbered some
+        with self._lock:
+            room = max(MAX_QUEUED - len(self._rows), 0)
+            kept = rows[-room:] if room else []
+            self._dropped += len(rows) - len(kept)
+            self._rows.extendleft(reversed(kept))
 
     def close(self) -> None:
         """At exit: wait for a batch being written, then write the rest."""

@@ -97,6 +97,23 @@ def test_a_database_error_keeps_the_batch_for_the_next_try(queue, caplog) -> Non
     assert [r.context["products"] for r in impressions()] == [["11"], ["12"], ["13"]]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_row_the_database_refuses_does_not_hold_back_the_others(monkeypatch, settings,
+                                                                  caplog) -> None:
+    queue = use_queue(monkeypatch, settings, 3600)
+    alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")
+    shown(alice, a_list("similar", "11"))
+    shown(bob, a_list("similar", "12"))
+    shown(alice, a_list("similar", "13"))
+    bob.delete()  # his account is gone before his impression is written
+    with caplog.at_level(logging.WARNING, logger="shop_recs"):
+        assert queue.flush() == 2
+    assert "an impression was refused by the database and dropped" in caplog.text
+    assert [(r.user, r.context["products"]) for r in impressions()] == [
+        (alice, ["11"]), (alice, ["13"])]
+    assert len(queue) == 0
+
+
 def test_a_full_queue_drops_the_oldest_and_says_so(queue, monkeypatch, caplog) -> None:
     monkeypatch.setattr(impressions_module, "MAX_QUEUED", 3)
     user = User.objects.create_user("shopper")
