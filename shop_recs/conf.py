@@ -41,7 +41,8 @@ DEFAULTS: dict[str, Any] = {
     # Largest JSON context stored with one event, in bytes.
     "MAX_EVENT_CONTEXT_BYTES": 2048,
     # Recommendation impressions are queued in the web process and written in one INSERT this
-    # many seconds apart (and at exit), off the request path; 0: each is written in its request.
+    # many seconds apart (and at exit), off the request path; 0: each is written in its request
+    # (as it is anyway inside a transaction, e.g. ATOMIC_REQUESTS).
     "IMPRESSION_FLUSH_SECONDS": 1.0,
     # --- Model and training -------------------------------------------------------------
     # Local Hugging Face model path for product text; None: the bundled all-MiniLM-L6-v2.

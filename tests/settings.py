@@ -9,9 +9,6 @@ from demo.settings import SHOP_RECS, VAR_DIR
 SHOP_RECS = {
     **SHOP_RECS,
     "EAGER_TRAINING_IN_BACKGROUND": False,
-    # Each impression written in its request, so a test sees it at once (tests of the batch
-    # writer itself turn it back on: tests/plugin/test_impressions.py).
-    "IMPRESSION_FLUSH_SECONDS": 0,
     "LOCAL_CACHE_DIR": str(Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-cache"),
 }
 MEDIA_ROOT = Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-media"

@@ -11,7 +11,8 @@ What can be lost: a process killed without a chance to exit (SIGKILL, a power cu
 its last IMPRESSION_FLUSH_SECONDS of impressions. While the database cannot be reached the queue
 keeps up to MAX_QUEUED impressions and retries; beyond that the oldest are dropped and logged.
 Impressions only ever count what was shown, so none of this can lose a shopper's data.
-``IMPRESSION_FLUSH_SECONDS = 0`` writes each impression at once, in the request.
+``IMPRESSION_FLUSH_SECONDS = 0`` writes each impression at once, in the request; so does a
+request inside a transaction (``ATOMIC_REQUESTS``).
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ EXIT_WAIT_SECONDS = 10  # how long a process's exit waits for a flush already un
 
 
 def store_impression(event: Event) -> None:
-    """Store a validated, unsaved impression now or with the next batch (by the setting)."""
-    if recs_settings.IMPRESSION_FLUSH_SECONDS:
+    """Store a validated, unsaved impression with the next batch, or now: when batches are off,
+    and inside a caller's transaction (ATOMIC_REQUESTS, a test case), whose fate it then shares:
+    a page whose transaction rolls back was not shown, and a shop's own tests see their
+    impressions at once."""
+    in_transaction = connections[router.db_for_write(Event)].in_atomic_block
+    if recs_settings.IMPRESSION_FLUSH_SECONDS and not in_transaction:
         impression_queue.add(event)
     else:
         with commit_without_waiting_for_the_disk():

@@ -118,14 +118,16 @@ class TestImpressions:
         assert shown.session_key == client.session.session_key
 
     @pytest.mark.django_db(transaction=True)
-    def test_on_postgresql_an_impression_does_not_wait_for_the_disk(self) -> None:
+    def test_on_postgresql_an_impression_does_not_wait_for_the_disk(self, settings) -> None:
         """Only the impression's own transaction gets synchronous_commit off; a caller's
-        transaction (ATOMIC_REQUESTS) is left alone, so its other writes stay durable."""
+        transaction (ATOMIC_REQUESTS) is left alone, so its other writes stay durable. (Written
+        in its request here; the batch writer's INSERT: tests/plugin/test_impressions.py.)"""
         from django.db import connection, transaction
         from django.test.utils import CaptureQueriesContext
 
         if connection.vendor != "postgresql":
             pytest.skip("PostgreSQL's synchronous_commit (pass 2 of scripts/test.sh, CI)")
+        settings.SHOP_RECS = {**settings.SHOP_RECS, "IMPRESSION_FLUSH_SECONDS": 0}
         user = User.objects.create_user("imp")
         request = RequestFactory().get("/")
         request.user = user

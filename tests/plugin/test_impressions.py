@@ -6,6 +6,7 @@ tests/settings.py); these tests turn the batch writer back on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -19,7 +20,7 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
@@ -62,11 +63,12 @@ def use_queue(monkeypatch, settings, seconds: float) -> ImpressionQueue:
 
 
 @pytest.fixture
-def queue(monkeypatch, settings, db) -> Iterator[ImpressionQueue]:
-    """The batch writer on, with an interval no test waits for: the test flushes."""
+def queue(monkeypatch, settings, transactional_db) -> Iterator[ImpressionQueue]:
+    """The batch writer on, with an interval no test waits for: the test flushes. (Outside a
+    transaction: inside one, an impression is written at once, with it.)"""
     queue = use_queue(monkeypatch, settings, 3600)
     yield queue
-    queue.flush()  # inside the test's transaction: nothing is left for the exit
+    queue.flush()  # nothing is left for the exit
 
 
 def test_lists_shown_are_queued_then_written_in_one_insert(queue) -> None:
@@ -77,12 +79,27 @@ def test_lists_shown_are_queued_then_written_in_one_insert(queue) -> None:
         assert queue.flush() == 3
     inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
     assert len(inserts) == 1
+    if connection.vendor == "postgresql":  # the batch does not wait for the WAL either
+        assert any("synchronous_commit TO OFF" in q["sql"] for q in queries.captured_queries)
     rows = impressions()
     assert [(r.context["placement"], r.context["products"]) for r in rows] == [
         ("similar", ["11"]), ("for_you", ["12"]), ("similar", ["13"])]
     assert {r.user for r in rows} == {user}
     assert {r.context["model_version"] for r in rows} == {"v7"}
     assert len(queue) == 0
+
+
+def test_inside_a_transaction_an_impression_is_written_with_it(queue) -> None:
+    """ATOMIC_REQUESTS, or a shop's own test case: the impression shares the transaction."""
+    user = User.objects.create_user("shopper")
+    with transaction.atomic():
+        shown(user, a_list("similar", "11"))
+        assert [r.context["products"] for r in impressions()] == [["11"]]
+        assert len(queue) == 0
+    with contextlib.suppress(RuntimeError), transaction.atomic():
+        shown(user, a_list("similar", "12"))
+        raise RuntimeError("the page failed")
+    assert [r.context["products"] for r in impressions()] == [["11"]]  # 12 was never shown
 
 
 def test_a_database_error_keeps_the_batch_for_the_next_try(queue, caplog) -> None:
@@ -97,10 +114,7 @@ def test_a_database_error_keeps_the_batch_for_the_next_try(queue, caplog) -> Non
     assert [r.context["products"] for r in impressions()] == [["11"], ["12"], ["13"]]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_row_the_database_refuses_does_not_hold_back_the_others(monkeypatch, settings,
-                                                                  caplog) -> None:
-    queue = use_queue(monkeypatch, settings, 3600)
+def test_a_row_the_database_refuses_does_not_hold_back_the_others(queue, caplog) -> None:
     alice, bob = User.objects.create_user("alice"), User.objects.create_user("bob")
     shown(alice, a_list("similar", "11"))
     shown(bob, a_list("similar", "12"))
