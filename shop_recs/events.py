@@ -56,6 +56,7 @@ class _WriteCounter:
 
 
 history_writes = _WriteCounter()
+
 # A client clock this far ahead is tolerated; beyond it a timestamp is refused as "future".
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_QUANTITY = 2**31 - 1

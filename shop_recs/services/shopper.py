@@ -1,11 +1,11 @@
 """Who is shopping, and what they did lately (the live sequence the model reads).
 
 The history is read from the event table on every request (one indexed query, at most
-HISTORY_LENGTH rows), so a shopper's new view, cart or purchase changes their next list at once,
-whichever process or job wrote it. Personal lists are made from it on every request, so no
-invalidation signal has to reach every web process; only the set of purchases is cached, under
-the id of the latest purchase in the window. Impressions are not part of the history (the model
-does not read them).
+HISTORY_LENGTH rows, shared by the lists of one page), so a shopper's new view, cart or
+purchase changes their next list at once, whichever process or job wrote it. Personal lists are
+made from it on every request, so no invalidation signal has to reach every web process; only
+the set of purchases is cached, under the id of the latest purchase in the window. Impressions
+are not part of the history (the model does not read them).
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ from .cache import cached
 # Where a request keeps its Shopper, so that the lists of one page share one history read.
 SHOPPER_ATTRIBUTE = "_shop_recs_shopper"
 
+
 @dataclass(frozen=True)
 class Shopper:
     """A signed-in user (by primary key) or a guest (by session key); neither: unknown visitor."""
 
     user_id: Any = None
     session_key: str = ""
-    # History reads of this shopper within one request (``load_history``); not part of equality.
-    reads: dict[int, tuple[int, History]] = field(default_factory=dict, compare=False,
-                                                  repr=False)
+    # The history reads of one request (``load_history``), for a shopper made by from_request:
+    # a Shopper kept longer (a job, a shell) reads afresh each time. Not part of equality.
+    reads: dict[int, tuple[int, History]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_request(cls, request: Any) -> Shopper:
@@ -45,10 +46,11 @@ class Shopper:
         mark_personal(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            shopper = cls(user_id=user.pk)
+            shopper = cls(user_id=user.pk, reads={})
         else:
             session = getattr(request, "session", None)
-            shopper = cls(session_key=(session.session_key or "") if session is not None else "")
+            key = (session.session_key or "") if session is not None else ""
+            shopper = cls(session_key=key, reads={})
         holder = getattr(request, "_request", request)  # a DRF Request wraps the HttpRequest
         earlier = getattr(holder, SHOPPER_ATTRIBUTE, None)
         if earlier == shopper:  # the same person still (not signed in or out meanwhile)
@@ -119,6 +121,8 @@ def load_history(shopper: Shopper, length: int | None = None) -> History:
     if not shopper.is_known:
         return History()
     length = length or recs_settings.HISTORY_LENGTH
+    if shopper.reads is None:
+        return _read_history(shopper, length)
     written = history_writes.value
     earlier = shopper.reads.get(length)
     if earlier is not None and earlier[0] == written:

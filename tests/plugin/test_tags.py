@@ -132,6 +132,16 @@ class TestOneHistoryReadPerPage:
         assert "Sencha Green Tea" in before and "Assam Black Tea" not in before  # 11, not 12
         assert "Assam Black Tea" in after
 
+    def test_a_shopper_kept_outside_a_request_reads_afresh(self, recs_shop) -> None:
+        """A job or a shell holding a Shopper sees events written by other processes."""
+        from shop_recs.services import Shopper
+        from shop_recs.services.shopper import load_history
+
+        shopper = Shopper.for_user(recs_shop.alice)
+        assert not load_history(shopper)
+        Event.objects.create(kind=EventKind.VIEW, user=recs_shop.alice, product_id="11")
+        assert load_history(shopper).product_ids == ("11",)
+
     def test_a_shopper_who_signs_in_mid_request_gets_their_own_history(self, recs_shop) -> None:
         recs_shop.view(11, user=recs_shop.alice)
         request = request_for()
