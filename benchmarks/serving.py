@@ -1,7 +1,7 @@
 """How fast recommendations are served: REST latency under load, throughput, and tag render time.
 
     python -m benchmarks.serving [--products 50000] [--shoppers 100000] [--rate 200]
-                                 [--seconds 20] [--workers 2] [--reuse]
+                                 [--seconds 20] [--workers 2] [--max-requests N] [--reuse]
 
 1. builds the demo shop (``demo_shop`` + ``recs_import_orders``) in its own PostgreSQL database
    (``--database``, default shop_recs_bench_serving; ``--reuse`` keeps one of the right size);
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
+    parser.add_argument("--max-requests", type=int, default=0,
+                        help="restart each gunicorn worker after about this many requests "
+                             "(0: never), to check that restarts lose no impression")
     parser.add_argument("--database", default="shop_recs_bench_serving")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
@@ -128,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     split = "; ".join(f"{name}: " + ", ".join(f"{group} {ms:.2f}" for group, ms in groups.items())
                       for name, groups in cpu.items())
+    if args.max_requests:  # a restarted worker's CPU leaves /proc with it
+        split = "not measured, since workers were restarted"
     rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
               round(_percentile(times, 99), 2)] for name, times in tags.items()]
     rows.append(["max throughput, for-you + similar (wrk)",
@@ -141,7 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         notes=[
             f"{args.products} products, {args.shoppers} shoppers; model {version} "
             f"(ID embeddings, n_items = catalogue); gunicorn {args.workers} workers x "
-            f"{args.threads} threads; Redis "
+            f"{args.threads} threads"
+            + (f", each restarted after about {args.max_requests} requests"
+               if args.max_requests else "") + "; Redis "
             "cache; for-you spread over "
             f"{len(tokens)} shoppers with a history (token auth), similar over random products; "
             "every list response also stores its impression event. Latency is measured from "
@@ -266,7 +273,9 @@ def _start_gunicorn(args: argparse.Namespace, env: dict[str, str]) -> subprocess
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "demo.wsgi:application", "--workers",
          str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads),
-         "--bind", f"{HOST}:{args.port}", "--log-level", "warning"],
+         "--bind", f"{HOST}:{args.port}", "--log-level", "warning",
+         *(["--max-requests", str(args.max_requests), "--max-requests-jitter",
+            str(max(args.max_requests // 5, 1))] if args.max_requests else [])],
         cwd=REPO, env=env,
     )
     for _ in range(120):
