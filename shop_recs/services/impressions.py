@@ -1,10 +1,10 @@
 """Recommendation impressions, written in batches off the request path.
 
 Every list shown stores an impression (placement, model version, products) for the admin's
-click-through rates. Written one INSERT per list, that write was the largest single cost of
-serving a list (its own transaction and a row in an event table with seven indexes, measured on
-the serving benchmark). So a web process queues its impressions and a background thread writes
-them every IMPRESSION_FLUSH_SECONDS in one multi-row INSERT; whatever is still queued is written
+click-through rates. Written one INSERT per list, each impression cost the request its own
+transaction and a row in an event table with seven indexes. So a web process queues its
+impressions and a background thread writes them every IMPRESSION_FLUSH_SECONDS in one multi-row
+INSERT; whatever is still queued is written
 when the process exits (gunicorn's graceful restarts, runserver's reloads, a management command).
 
 What can be lost: a process killed without a chance to exit (SIGKILL, a power cut) loses at most
@@ -117,9 +117,7 @@ class ImpressionQueue:
                 # shown) must not hold back the others: write them one by one, without it.
                 return self._write_one_by_one(rows)
             except DatabaseError as exc:  # the database is unreachable: keep them for later
-                self._requeue(rows)
-                logger.warning("shop_recs: %d impressions not written yet, will retry: %s",
-                               len(rows), exc)
+                self._requeue(rows, exc)
                 return 0
             return len(rows)
 
@@ -135,14 +133,14 @@ class ImpressionQueue:
                 logger.warning("shop_recs: an impression was refused by the database and "
                                "dropped: %s", exc)
             except DatabaseError as exc:
-                self._requeue(rows[position:])
-                logger.warning("shop_recs: %d impressions not written yet, will retry: %s",
-                               len(rows) - position, exc)
+                self._requeue(rows[position:], exc)
                 break
         return written
 
-    def _requeue(self, rows: list[Event]) -> None:
+    def _requeue(self, rows: list[Event], error: DatabaseError) -> None:
         """Back to the front of the queue, in order; the oldest go if there is no room."""
+        logger.warning("shop_recs: %d impressions not written yet, will retry: %s", len(rows),
+                       error)
         for row in rows:
             row.pk = None  # the rolled-back INSERT may have numbered some
         with self._lock:
