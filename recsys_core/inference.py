@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ from recsys_core.evaluation import ScoreFn
 from recsys_core.model import SeqRecModel, latest_items, pad_histories
 
 _BATCH = 256  # shoppers per forward pass in recommend_batch
+NEIGHBOURS = 200  # nearest items kept per item asked about (similar_items)
+_NEIGHBOUR_LISTS = 4096  # items whose neighbours are kept (about 10 MB)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Recommender:
         self._codes = self.model.text_codes.clone() if config.uses_text_match else None
         self._buckets = self.model.item_bucket.clone() if config.uses_text_match else None
         self._unit_table: np.ndarray | None = None
+        self._neighbours = lru_cache(maxsize=_NEIGHBOUR_LISTS)(self._rank_neighbours)
 
     # ----------------------------------------------------------------- catalogue
     @property
@@ -110,6 +114,7 @@ class Recommender:
         if self._counts is not None:
             self._counts = np.concatenate([self._counts, np.zeros(len(new_ids))])
         self._unit_table = None
+        self._neighbours.cache_clear()
 
     # ----------------------------------------------------------------- requests
     def recommend(
@@ -181,20 +186,26 @@ class Recommender:
         exclude: Iterable[str] = (),
         allowed: Iterable[str] | None = None,
     ) -> list[Scored]:
-        """Items whose learned vectors are closest (cosine) to `item`; KeyError if unknown."""
+        """Items whose learned vectors are closest (cosine) to `item`; KeyError if unknown.
+
+        The best NEIGHBOURS of an item are kept (least recently asked dropped first), so a
+        product page's second list about the same product, or the next request for it, costs
+        no pass over the catalogue; a category filter or a long exclude list still makes one.
+        """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         index = self._index.get(str(item))
         if index is None:
             raise KeyError(f"unknown item {item!r}")
-        if self._unit_table is None:
-            table = self._table.numpy()
-            norms = np.linalg.norm(table, axis=1, keepdims=True)
-            self._unit_table = table / np.maximum(norms, 1e-12)
-        scores = self._unit_table @ self._unit_table[index]
-        scores[0] = -np.inf
-        scores[index] = -np.inf
-        scores[self._known(exclude)] = -np.inf
+        excluded = self._known(exclude)
+        if allowed is None and k + len(excluded) <= NEIGHBOURS:
+            ranked, scores = self._neighbours(index)
+            keep = ~np.isin(ranked, excluded)
+            top = ranked[keep][:k]
+            return [Scored(self._item_ids[i - 1], float(s), str(item))
+                    for i, s in zip(top, scores[keep][:k], strict=True)]
+        scores = self._cosines(index)
+        scores[excluded] = -np.inf
         allowed_mask = self._allowed_mask(allowed)
         if allowed_mask is not None:
             scores[~allowed_mask] = -np.inf
@@ -289,6 +300,25 @@ class Recommender:
             fallback = np.log1p(self._counts) if self._counts is not None else -np.inf
             scores[empty] = fallback
         return scores
+
+    def _cosines(self, index: int) -> np.ndarray:
+        """Cosine of every item with item `index` (-inf for the padding row and itself)."""
+        if self._unit_table is None:
+            table = self._table.numpy()
+            norms = np.linalg.norm(table, axis=1, keepdims=True)
+            self._unit_table = table / np.maximum(norms, 1e-12)
+        scores = self._unit_table @ self._unit_table[index]
+        scores[0] = -np.inf
+        scores[index] = -np.inf
+        return scores
+
+    def _rank_neighbours(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The NEIGHBOURS closest items to item `index`, best first, and their cosines."""
+        scores = self._cosines(index)
+        count = min(NEIGHBOURS, int(np.isfinite(scores).sum()))
+        top = np.argpartition(scores, len(scores) - count)[-count:]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top, scores[top]
 
     def _top(self, scores: np.ndarray, k: int, history: np.ndarray) -> list[Scored]:
         """The k best finite scores, best first, each with its supporting history item."""

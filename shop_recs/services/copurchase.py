@@ -43,6 +43,7 @@ def co_purchase_counts(product_id: str) -> list[tuple[str, int]]:
                              timestamp__gte=min(t for _, _, t in anchors) - window,
                              timestamp__lte=max(t for _, _, t in anchors) + window)
         .exclude(product_id__in=[product_id, ""])
+        .order_by()  # matched in Python: the model's default ordering would only sort
         .values_list("user_id", "session_key", "product_id", "timestamp")
     )
     pairs = set()

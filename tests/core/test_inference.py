@@ -113,6 +113,33 @@ def test_similar_items_stay_in_the_category(recommender):
         recommender.similar_items("missing")
 
 
+def test_kept_neighbours_give_what_a_full_pass_gives(recommender):
+    # A category filter that admits everything forces a pass over the whole catalogue.
+    everything = recommender.item_ids
+    for item, exclude in ((ids(3)[0], []), (ids(3)[0], ids(4, 5)), (ids(17)[0], ids(18)),
+                          (ids(17)[0], ["not-an-item"])):
+        kept = recommender.similar_items(item, k=6, exclude=exclude)
+        full = recommender.similar_items(item, k=6, exclude=exclude, allowed=everything)
+        assert [s.item for s in kept] == [s.item for s in full]
+        assert [s.score for s in kept] == pytest.approx([s.score for s in full], rel=1e-6)
+        assert not {s.item for s in kept} & set(exclude)
+
+
+def test_asking_beyond_the_kept_neighbours_makes_a_full_pass(recommender, monkeypatch):
+    import recsys_core.inference as inference
+
+    monkeypatch.setattr(inference, "NEIGHBOURS", 4)
+    small = Recommender(recommender.model, SHOP.data.item_ids)
+    item = ids(3)[0]
+    nearest = [s.item for s in small.similar_items(item, k=4)]
+    assert len(nearest) == 4
+    # Excluding the four kept neighbours still gives three items: the next ones in order.
+    beyond = small.similar_items(item, k=3, exclude=nearest)
+    full = small.similar_items(item, k=7, allowed=small.item_ids)
+    assert [s.item for s in beyond] == [s.item for s in full][4:]
+    assert len(small.similar_items(item, k=10)) == 10
+
+
 def test_score_rerank_matches_recommend_and_marks_unknown_candidates(recommender):
     history = ids(2, 3)
     top = recommender.recommend(history, k=3)
@@ -138,9 +165,12 @@ def test_added_products_are_placed_by_text_alone(recommender):
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
     new = [f"new-{c}" for c in range(N_CATEGORIES)]
     before = len(recommender.item_ids)
+    recommender.similar_items(ids(1)[0], k=3)  # its neighbours kept from before
     recommender.add_items(new, texts)
     try:
         assert recommender.item_ids[before:] == new
+        neighbours = recommender.similar_items(ids(1)[0], k=len(recommender.item_ids) - 1)
+        assert set(new) <= {s.item for s in neighbours}  # kept lists were made anew
         vectors = recommender.item_vectors()[before:]
         with torch.inference_mode():
             expected = recommender.model.project_text(torch.from_numpy(texts)).numpy()
