@@ -188,10 +188,13 @@ def _build_shop(args: argparse.Namespace) -> None:
     from django.db import connection
 
     from demo.models import Product
+    from shop_recs.services.copurchase import last_counted
 
     call_command("migrate", verbosity=0)
     if args.reuse and Product.objects.count() == args.products:
         print(f"Reusing the shop in {args.database}", flush=True)
+        if last_counted() is None:  # a shop built before co-purchases were counted
+            call_command("recs_co_purchases", verbosity=1)
     else:
         print(f"Building the demo shop: {args.products} products, {args.shoppers} shoppers",
               flush=True)

@@ -43,3 +43,11 @@ def reap_stale_runs() -> int:
     from shop_recs.jobs import reap_stale_runs as reap
 
     return reap()
+
+
+@shared_task(name="shop_recs.count_co_purchases", ignore_result=True)
+def count_co_purchases() -> int:
+    """Recount the products bought together (celery beat, e.g. hourly, for fresher lists)."""
+    from shop_recs.services.copurchase import count_co_purchases as count
+
+    return count()

@@ -27,6 +27,7 @@ from shop_recs.registry import (
     text_encoder,
     train_config_for,
 )
+from shop_recs.services.copurchase import count_co_purchases
 
 logger = logging.getLogger("shop_recs.training")
 
@@ -121,6 +122,8 @@ def run_training(run_id: int, task_id: str | None = None) -> str:
                                     decision)
         if decision.promote:
             version.activate()
+        reporter.phase("counting co-purchases", 0.98)
+        _count_co_purchases()
         run.refresh_from_db()
         run.finish(Status.SUCCEEDED, message=f"{version.label}: {decision.reason}")
         logger.info("Training run %s done: %s", run_id, decision.reason)
@@ -142,3 +145,11 @@ def run_training(run_id: int, task_id: str | None = None) -> str:
         logger.exception("Training run %s failed", run_id)
         run.finish(Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         return "failed"
+
+
+def _count_co_purchases() -> None:
+    """The bought-together counts, renewed with each run; a failure here fails no run."""
+    try:
+        count_co_purchases()
+    except Exception:
+        logger.exception("Counting co-purchases failed; the earlier counts are kept")

@@ -1,59 +1,78 @@
-"""Products bought together: counted from purchase events, no model needed.
+"""Products bought together: counted from the purchase events in one pass, read per product.
 
-Two products are bought together when one shopper bought both at most
-BOUGHT_TOGETHER_WINDOW_HOURS apart (one order, or a second trip for the missing cable). Each
-shopper counts once per pair, so a reseller buying a hundred of each cannot dominate. The latest
-MAX_ANCHORS purchases of the product are looked at: two indexed queries. The caller caches the
-list it makes from them (``recommendations.bought_together``).
+Counting at request time cost two queries per product page, and for a best-seller (hundreds of
+buyers, each with their other purchases) tens of milliseconds; so the counts are made in the
+background (``recsys_core.copurchase``: each shopper once per pair, BOUGHT_TOGETHER_WINDOW_HOURS
+apart at most) and a page reads its product's with one indexed query. Purchases since the last
+count are not in it: counts are made after each training run and each order import, and by
+``manage.py recs_co_purchases`` or the ``shop_recs.count_co_purchases`` task (celery beat).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import timedelta
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from itertools import chain, islice
 
-from django.db.models import Q
+from django.db import transaction
+from django.utils import timezone
+
+from recsys_core.copurchase import count_co_purchases as count_pairs
 
 from ..conf import recs_settings
-from ..models import Event, EventKind
+from ..models import CoPurchase, Event, EventKind
 
-MAX_ANCHORS = 200
+logger = logging.getLogger(__name__)
+
+KEEP = 50  # products kept per product: more than any list shows
+_WRITE_BATCH = 2000
 
 
 def co_purchase_counts(product_id: str) -> list[tuple[str, int]]:
-    """Other products with how many shoppers bought them with this one, most first."""
+    """Other products with how many shoppers bought them with this one, most first (as of the
+    last count)."""
+    return list(
+        CoPurchase.objects.filter(product_id=product_id)
+        .order_by("-shoppers", "other_id")
+        .values_list("other_id", "shoppers")[:KEEP]
+    )
+
+
+def count_co_purchases() -> int:
+    """Count every pair from the purchase events and replace the stored counts; returns how
+    many (product, other) rows were stored.
+
+    The old counts stay readable until the new ones are committed (one transaction)."""
     window = timedelta(hours=recs_settings.BOUGHT_TOGETHER_WINDOW_HOURS)
-    anchors = list(
-        Event.objects.filter(kind=EventKind.PURCHASE, product_id=product_id)
-        .order_by("-timestamp")
-        .values_list("user_id", "session_key", "timestamp")[:MAX_ANCHORS]
-    )
-    if not anchors:
-        return []
-    bought_at: dict[str, list] = {}  # shopper -> when they bought this product
-    for user_id, session_key, timestamp in anchors:
-        bought_at.setdefault(_shopper(user_id, session_key), []).append(timestamp)
-    users = {u for u, _, _ in anchors if u is not None}
-    guests = {s for u, s, _ in anchors if u is None}
-    # The anchors' shoppers' purchases around them, in one indexed query; the windows are
-    # matched here (a query of one OR branch per anchor cost more than the whole list).
-    rows = (
-        Event.objects.filter(Q(user_id__in=users) | Q(user__isnull=True, session_key__in=guests),
-                             kind=EventKind.PURCHASE,
-                             timestamp__gte=min(t for _, _, t in anchors) - window,
-                             timestamp__lte=max(t for _, _, t in anchors) + window)
-        .exclude(product_id__in=[product_id, ""])
-        .order_by()  # matched in Python: the model's default ordering would only sort
-        .values_list("user_id", "session_key", "product_id", "timestamp")
-    )
-    pairs = set()
-    for user_id, session_key, other, timestamp in rows:
-        shopper = _shopper(user_id, session_key)
-        if any(abs(timestamp - anchor) <= window for anchor in bought_at[shopper]):
-            pairs.add((shopper, other))
-    counts = Counter(p for _, p in pairs)
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    counts = count_pairs(_purchases(), window, keep=KEEP)
+    counted_at = timezone.now()
+    rows = (CoPurchase(product_id=product, other_id=other, shoppers=shoppers,
+                       counted_at=counted_at)
+            for product, others in counts.items() for other, shoppers in others)
+    stored = 0
+    with transaction.atomic():
+        CoPurchase.objects.all().delete()
+        while batch := list(islice(rows, _WRITE_BATCH)):
+            CoPurchase.objects.bulk_create(batch)
+            stored += len(batch)
+    logger.info("shop_recs: co-purchases counted for %d products (%d pairs kept)", len(counts),
+                stored)
+    return stored
 
 
-def _shopper(user_id: object, session_key: str) -> str:
-    return f"u{user_id}" if user_id is not None else f"s{session_key}"
+def last_counted() -> datetime | None:
+    """When the stored counts were made (None: never, or no two products bought together)."""
+    return CoPurchase.objects.order_by().values_list("counted_at", flat=True).first()
+
+
+def _purchases() -> Iterator[tuple[str, str, datetime]]:
+    """(shopper, product, time): each shopper's purchases together and in time order."""
+    purchases = Event.objects.filter(kind=EventKind.PURCHASE).exclude(product_id="").order_by()
+    users = (purchases.filter(user__isnull=False).order_by("user_id", "timestamp")
+             .values_list("user_id", "product_id", "timestamp").iterator(chunk_size=10_000))
+    guests = (purchases.filter(user__isnull=True).exclude(session_key="")
+              .order_by("session_key", "timestamp")
+              .values_list("session_key", "product_id", "timestamp").iterator(chunk_size=10_000))
+    return chain(((f"u{user}", product, time) for user, product, time in users),
+                 ((f"s{session}", product, time) for session, product, time in guests))

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from shop_recs.models import Event, EventKind
 from shop_recs.services import Shopper, for_you
+from shop_recs.services.copurchase import count_co_purchases
 from tests.plugin.recs_fixtures import COFFEE, TEA
 
 API = "/recs/api"
@@ -143,6 +144,7 @@ class TestProductLists:
 
     def test_bought_together(self, api, recs_shop, active_model) -> None:
         recs_shop.buy(11, 33, user=recs_shop.alice)
+        count_co_purchases()
         response = api.get(f"{API}/products/11/bought-together/", {"limit": 2})
         assert response.status_code == 200 and item_ids(response)[0] == "33"
 

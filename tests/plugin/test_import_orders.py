@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from shop_recs.management.commands.recs_import_orders import parse_since
-from shop_recs.models import Event, EventKind
+from shop_recs.models import CoPurchase, Event, EventKind
 
 WITHOUT_RECEIVER = {**settings.SHOP_RECS, "RECORD_PURCHASES_ON_SAVE": False}
 
@@ -44,6 +44,12 @@ def test_it_imports_every_order_line_once(shop, past_orders) -> None:
     event = Event.objects.get(idempotency_key=f"order-line:{line.pk}")
     assert (event.user, event.product_id, event.quantity) == (shop.alice, str(shop.green_tea.pk), 2)
     assert event.timestamp == line.order.created_at
+    # Alice's two teas of one order are counted as bought together, both ways.
+    assert "2 co-purchase pairs counted" in out
+    assert set(CoPurchase.objects.values_list("product_id", "other_id", "shoppers")) == {
+        (str(shop.green_tea.pk), str(shop.black_tea.pk), 1),
+        (str(shop.black_tea.pk), str(shop.green_tea.pk), 1),
+    }
 
     out, _ = run()
     assert "0 purchase events stored, 3 already there" in out

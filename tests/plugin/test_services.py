@@ -7,9 +7,11 @@ import datetime as dt
 import logging
 
 import pytest
+from django.core.cache import cache
 from django.test import override_settings
 
 from shop_recs.events import record_event
+from shop_recs.models import Event, EventKind
 from shop_recs.services import (
     ProductNotFound,
     Shopper,
@@ -19,6 +21,7 @@ from shop_recs.services import (
     recently_viewed,
     similar,
 )
+from shop_recs.services.copurchase import count_co_purchases, last_counted
 from shop_recs.services.shopper import load_history, purchased_products
 from tests.plugin.recs_fixtures import COFFEE, NEW_TEA, TEA, RecsShop
 
@@ -166,6 +169,7 @@ class TestBoughtTogether:
     def test_co_purchases_come_first(self, recs_shop, active_model) -> None:
         for user in (recs_shop.alice, recs_shop.bob):
             recs_shop.buy(11, 32, user=user)  # tea with an electric kettle
+        count_co_purchases()
         recs = bought_together(11, Shopper(), 4)
         assert recs.product_ids[0] == "32"
         assert recs.items[0].reason == "Often bought with Sencha Green Tea"
@@ -179,7 +183,8 @@ class TestBoughtTogether:
         recs_shop.buy(34, user=recs_shop.alice)
         recs_shop.buy(11, 35, user=recs_shop.bob)
         with override_settings(SHOP_RECS={**_settings(), "BOUGHT_TOGETHER_WINDOW_HOURS": 24}):
-            recs = bought_together(11, Shopper(), 2)
+            count_co_purchases()
+        recs = bought_together(11, Shopper(), 2)
         assert recs.product_ids[0] == "35" and "34" not in recs.product_ids[:1]
         assert recs.source == "co-purchase"
 
@@ -187,7 +192,27 @@ class TestBoughtTogether:
         recs_shop.buy(*[11, 33] * 5, user=recs_shop.alice)
         recs_shop.buy(11, 34, user=recs_shop.bob)
         recs_shop.buy(11, 34, session_key="guest-buyer")
+        count_co_purchases()
         assert bought_together(11, Shopper(), 2).product_ids == ["34", "33"]
+
+    def test_purchases_since_the_last_count_show_after_the_next(self, recs_shop) -> None:
+        assert last_counted() is None
+        recs_shop.buy(11, 34, user=recs_shop.alice)
+        assert count_co_purchases() == 2  # the pair, both ways
+        counted = last_counted()
+        recs_shop.buy(11, 35, user=recs_shop.bob)
+        recs_shop.buy(11, 35, user=recs_shop.staff)
+        assert bought_together(11, Shopper(), 2).product_ids[0] == "34"
+        cache.clear()  # the list is cached like any product's
+        count_co_purchases()
+        assert bought_together(11, Shopper(), 2).product_ids[:2] == ["35", "34"]
+        assert last_counted() > counted
+
+    def test_guest_purchases_without_a_session_pair_with_nothing(self, recs_shop) -> None:
+        for product in ("11", "34"):  # e.g. imported orders of unknown customers
+            Event.objects.create(kind=EventKind.PURCHASE, product_id=product)
+        assert count_co_purchases() == 0
+        assert bought_together(11, Shopper(), 2).source != "co-purchase"
 
 
 class TestRecentlyViewed:

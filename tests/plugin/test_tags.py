@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from demo.models import Product
 from shop_recs.models import Event, EventKind
+from shop_recs.services.copurchase import count_co_purchases
 from tests.plugin.recs_fixtures import COFFEE, TEA
 
 HOSTILE_TITLE = '"><script>alert(1)</script>'
@@ -75,6 +76,7 @@ class TestEachTag:
 
     def test_bought_together(self, recs_shop, active_model) -> None:
         recs_shop.buy(11, 32, user=recs_shop.bob)
+        count_co_purchases()
         html = render('{% bought_together product 2 title="Complete the set" %}',
                       request_for(recs_shop.alice), product=recs_shop.product(11))
         assert "Complete the set" in html and "Often bought with Sencha Green Tea" in html

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
-from shop_recs.models import ModelVersion, TrainingRun
+from shop_recs.models import CoPurchase, ModelVersion, TrainingRun
 from shop_recs.serving import model_holder
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -33,6 +33,7 @@ def train(**parameters) -> TrainingRun:
 
 
 def test_a_run_trains_activates_and_serves(small_shop) -> None:
+    CoPurchase.objects.all().delete()  # counted by the import: the run counts them anew
     run = train()
     assert run.status == Status.SUCCEEDED, run.error
     assert run.progress == 1.0 and run.open_slot is None
@@ -46,6 +47,7 @@ def test_a_run_trains_activates_and_serves(small_shop) -> None:
     history = [loaded.recommender.item_ids[0]]
     recs = loaded.recommender.recommend(history, k=5)
     assert len(recs) == 5 and history[0] not in {r.item for r in recs}
+    assert CoPurchase.objects.exists()
 
 
 def test_a_second_version_must_beat_the_active_one(small_shop) -> None:
@@ -99,4 +101,14 @@ def test_recs_train_command_waits_and_reports(small_shop, capsys) -> None:
     out = capsys.readouterr().out
     assert "succeeded" in out
     call_command("recs_status")
-    assert "Active model: v" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Active model: v" in out and "Co-purchases: " in out and "pairs, counted 20" in out
+
+
+def test_co_purchases_are_counted_on_demand(small_shop, capsys) -> None:
+    CoPurchase.objects.all().delete()
+    call_command("recs_status")
+    assert "Co-purchases: not counted yet" in capsys.readouterr().out
+    call_command("recs_co_purchases")
+    assert f"{CoPurchase.objects.count()} co-purchase pairs stored" in capsys.readouterr().out
+    assert CoPurchase.objects.count() > 0

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from shop_recs.adapter import ShopAdapter, get_adapter
 from shop_recs.events import bulk_record_events, purchase_event
+from shop_recs.services.copurchase import count_co_purchases
 
 # Lines per bulk insert: large enough to be fast, small enough to show progress often.
 BATCH_SIZE = 2000
@@ -75,6 +76,10 @@ class Command(BaseCommand):
             )
             for message, n in errors.most_common(MAX_ERRORS_SHOWN):
                 self.stdout.write(f"  skipped {n}x: {message}")
+        if counts["stored"]:  # the bought-together lists read these counts
+            pairs = count_co_purchases()
+            if verbosity:
+                self.stdout.write(f"{pairs} co-purchase pairs counted.")
 
     @staticmethod
     def _store(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from shop_recs.jobs import reap_stale_runs
-from shop_recs.models import ModelVersion, TrainingRun
+from shop_recs.models import CoPurchase, ModelVersion, TrainingRun
+from shop_recs.services.copurchase import last_counted
 
 
 class Command(BaseCommand):
@@ -21,6 +22,10 @@ class Command(BaseCommand):
                               f"{active.activated_at:%Y-%m-%d %H:%M}")
         else:
             self.stdout.write("Active model: none (recommendations use the fallback)")
+        counted = last_counted()
+        self.stdout.write(
+            f"Co-purchases: {CoPurchase.objects.count()} pairs, counted {counted:%Y-%m-%d %H:%M}"
+            if counted else "Co-purchases: not counted yet (manage.py recs_co_purchases)")
         open_run = TrainingRun.objects.filter(open_slot__isnull=False).first()
         if open_run:
             self.stdout.write(f"Open run: #{open_run.pk} {open_run.status} "
