@@ -88,10 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     from django.utils import timezone
 
     from benchmarks._report import machine_description, publish
+    from shop_recs.services.copurchase import count_co_purchases
 
     machine = machine_description()
     _build_shop(args)
     version = _model(args)
+    began = time.perf_counter()
+    pairs = count_co_purchases()  # the background job, timed: fresh counts for the pages
+    count_seconds = time.perf_counter() - began
     cache.clear()
     tokens = _tokens(args.sample_shoppers)
     products = _product_ids()
@@ -159,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
             "written in batches, IMPRESSION_FLUSH_SECONDS). The tag lines render a product page's "
             "two tags for one request each (a guest with a session; the page's lists share one "
             "history read), every page twice: its lists computed (the shared cache cleared "
-            "first), then read from the shared cache; RESULT's tag_ms is the computed case.",
+            "first), then read from the shared cache; RESULT's tag_ms is the computed case. The "
+            "best-seller lines render the pages of the 100 most bought products, lists "
+            f"computed. Co-purchases were counted before serving (the background job): {pairs} "
+            f"pairs in {count_seconds:.1f} s.",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
@@ -188,13 +195,10 @@ def _build_shop(args: argparse.Namespace) -> None:
     from django.db import connection
 
     from demo.models import Product
-    from shop_recs.services.copurchase import last_counted
 
     call_command("migrate", verbosity=0)
     if args.reuse and Product.objects.count() == args.products:
         print(f"Reusing the shop in {args.database}", flush=True)
-        if last_counted() is None:  # a shop built before co-purchases were counted
-            call_command("recs_co_purchases", verbosity=1)
     else:
         print(f"Building the demo shop: {args.products} products, {args.shoppers} shoppers",
               flush=True)
@@ -319,12 +323,15 @@ def _check_served_by_the_model(port: int, request: tuple[str, dict[str, str]]) -
                            "see its log above")
 
 
-def _time_tags(products: list[str], pages: int = 300) -> dict[str, list[float]]:
+def _time_tags(products: list[str], pages: int = 300,
+               best_sellers: int = 100) -> dict[str, list[float]]:
     """ms per render of each product-page tag: both tags rendered for one request per page, as
     a product page does, by a guest with a session, on random products. Each page is shown
     twice: first with its lists computed (the shared cache is cleared before), then again a
     moment later, its lists read from the shared cache as for any product shown within
-    CACHE_SECONDS; only the shopper's rules, the product query and the impression remain."""
+    CACHE_SECONDS; only the shopper's rules, the product query and the impression remain.
+    Then the pages of the ``best_sellers`` most bought products, lists computed: the products
+    with the most co-purchases, and the most visited pages."""
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.sessions.backends.db import SessionStore
     from django.core.cache import cache
@@ -343,8 +350,11 @@ def _time_tags(products: list[str], pages: int = 300) -> dict[str, list[float]]:
     chosen = list(Product.objects.in_bulk(random.Random(2).sample(products, pages + 1)).values())
     cache.clear()
     timings: dict[str, list[float]] = {}
-    for page, product in enumerate(chosen):
-        for view in ("computed", "cached"):
+    pages_shown = [(product, ("computed", "cached")) for product in chosen]
+    pages_shown += [(product, ("computed, best sellers",))
+                    for product in _best_sellers(best_sellers) if product not in chosen]
+    for page, (product, views) in enumerate(pages_shown):
+        for view in views:
             request = RequestFactory().get(product.get_absolute_url())
             request.session, request.user = session, AnonymousUser()
             for name, template in tags.items():
@@ -356,6 +366,18 @@ def _time_tags(products: list[str], pages: int = 300) -> dict[str, list[float]]:
                 if "data-placement=" not in html:
                     raise RuntimeError(f"{name} rendered no list for product {product.pk}")
     return timings
+
+
+def _best_sellers(count: int) -> list:
+    from django.db.models import Count
+
+    from demo.models import Product
+    from shop_recs.models import Event, EventKind
+
+    top = (Event.objects.filter(kind=EventKind.PURCHASE).values("product_id")
+           .annotate(n=Count("id")).order_by("-n").values_list("product_id", flat=True)[:count])
+    found = Product.objects.in_bulk([int(pid) for pid in top])
+    return [found[int(pid)] for pid in top if int(pid) in found]
 
 
 def _impressions_accounted(windows: dict, results: dict) -> tuple[int, int]:
