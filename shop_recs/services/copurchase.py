@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from itertools import chain, islice
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from recsys_core.copurchase import count_co_purchases as count_pairs
@@ -41,7 +41,7 @@ def co_purchase_counts(product_id: str) -> list[tuple[str, int]]:
 
 def count_co_purchases() -> int:
     """Count every pair from the purchase events and replace the stored counts; returns how
-    many (product, other) rows were stored.
+    many (product, other) rows were stored (0 when another count stored its own meanwhile).
 
     The old counts stay readable until the new ones are committed (one transaction)."""
     window = timedelta(hours=recs_settings.BOUGHT_TOGETHER_WINDOW_HOURS)
@@ -51,11 +51,15 @@ def count_co_purchases() -> int:
                        counted_at=counted_at)
             for product, others in counts.items() for other, shoppers in others)
     stored = 0
-    with transaction.atomic():
-        CoPurchase.objects.all().delete()
-        while batch := list(islice(rows, _WRITE_BATCH)):
-            CoPurchase.objects.bulk_create(batch)
-            stored += len(batch)
+    try:
+        with transaction.atomic():
+            CoPurchase.objects.all().delete()
+            while batch := list(islice(rows, _WRITE_BATCH)):
+                CoPurchase.objects.bulk_create(batch)
+                stored += len(batch)
+    except IntegrityError:  # a count that ran at the same time committed first: keep its
+        logger.warning("shop_recs: another co-purchase count finished first; its counts are kept")
+        return 0
     logger.info("shop_recs: co-purchases counted for %d products (%d pairs kept)", len(counts),
                 stored)
     return stored
