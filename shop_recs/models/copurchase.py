@@ -16,7 +16,7 @@ class CoPurchase(models.Model):
     product_id = models.CharField(max_length=64)
     other_id = models.CharField(max_length=64)
     shoppers = models.PositiveIntegerField()
-    counted_at = models.DateTimeField()
+    counted_at = models.DateTimeField()  # when this count was written (it changed then)
 
     class Meta:
         constraints = [

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from itertools import chain, islice
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from recsys_core.copurchase import count_co_purchases as count_pairs
@@ -40,34 +41,44 @@ def co_purchase_counts(product_id: str) -> list[tuple[str, int]]:
 
 
 def count_co_purchases() -> int:
-    """Count every pair from the purchase events and replace the stored counts; returns how
-    many (product, other) rows were stored (0 when another count stored its own meanwhile).
+    """Count every pair from the purchase events and store what changed; returns how many pairs
+    are stored (0 when a count that ran at the same time stored its own first).
 
-    The old counts stay readable until the new ones are committed (one transaction)."""
+    Only the pairs whose count changed are written (most of them, the first time; a few an hour
+    later), in one transaction: the old counts stay readable until the new ones are committed."""
     window = timedelta(hours=recs_settings.BOUGHT_TOGETHER_WINDOW_HOURS)
     counts = count_pairs(_purchases(), window, keep=KEEP)
+    fresh = {(product, other): shoppers
+             for product, others in counts.items() for other, shoppers in others}
+    stored = {(product, other): (pk, shoppers) for pk, product, other, shoppers in
+              CoPurchase.objects.values_list("pk", "product_id", "other_id", "shoppers")
+              .iterator(chunk_size=10_000)}
+    stale = [pk for pair, (pk, shoppers) in stored.items() if fresh.get(pair) != shoppers]
     counted_at = timezone.now()
-    rows = (CoPurchase(product_id=product, other_id=other, shoppers=shoppers,
-                       counted_at=counted_at)
-            for product, others in counts.items() for other, shoppers in others)
-    stored = 0
+    changed = (CoPurchase(product_id=product, other_id=other, shoppers=shoppers,
+                          counted_at=counted_at)
+               for (product, other), shoppers in fresh.items()
+               if stored.get((product, other), (None, None))[1] != shoppers)
+    written = 0
     try:
         with transaction.atomic():
-            CoPurchase.objects.all().delete()
-            while batch := list(islice(rows, _WRITE_BATCH)):
+            for start in range(0, len(stale), _WRITE_BATCH):
+                CoPurchase.objects.filter(pk__in=stale[start : start + _WRITE_BATCH]).delete()
+            while batch := list(islice(changed, _WRITE_BATCH)):
                 CoPurchase.objects.bulk_create(batch)
-                stored += len(batch)
+                written += len(batch)
     except IntegrityError:  # a count that ran at the same time committed first: keep its
         logger.warning("shop_recs: another co-purchase count finished first; its counts are kept")
         return 0
-    logger.info("shop_recs: co-purchases counted for %d products (%d pairs kept)", len(counts),
-                stored)
-    return stored
+    gone = sum(1 for pair in stored if pair not in fresh)
+    logger.info("shop_recs: co-purchases counted for %d products: %d pairs, %d written, %d "
+                "removed", len(counts), len(fresh), written, gone)
+    return len(fresh)
 
 
 def last_counted() -> datetime | None:
-    """When the stored counts were made (None: never, or no two products bought together)."""
-    return CoPurchase.objects.order_by().values_list("counted_at", flat=True).first()
+    """When the stored counts last changed (None: never counted, or nothing bought together)."""
+    return CoPurchase.objects.aggregate(latest=Max("counted_at"))["latest"]
 
 
 def _purchases() -> Iterator[tuple[str, str, datetime]]:

@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from shop_recs.events import record_event
-from shop_recs.models import Event, EventKind
+from shop_recs.models import CoPurchase, Event, EventKind
 from shop_recs.services import (
     ProductNotFound,
     Shopper,
@@ -207,6 +207,35 @@ class TestBoughtTogether:
         count_co_purchases()
         assert bought_together(11, Shopper(), 2).product_ids[:2] == ["35", "34"]
         assert last_counted() > counted
+
+    def test_a_recount_writes_only_the_pairs_that_changed(self, recs_shop) -> None:
+        recs_shop.buy(11, 34, user=recs_shop.alice)
+        recs_shop.buy(11, 35, user=recs_shop.bob)
+        count_co_purchases()
+        before = {(r.product_id, r.other_id): r for r in CoPurchase.objects.all()}
+        assert count_co_purchases() == 4  # nothing bought since: nothing written
+        assert {(r.product_id, r.other_id): (r.pk, r.counted_at)
+                for r in CoPurchase.objects.all()} == {
+            pair: (r.pk, r.counted_at) for pair, r in before.items()}
+        recs_shop.buy(11, 34, user=recs_shop.staff)
+        with override_settings(SHOP_RECS={**_settings(), "BOUGHT_TOGETHER_WINDOW_HOURS": 0}):
+            assert count_co_purchases() == 0  # a zero window: no pair is left
+        assert not CoPurchase.objects.exists()
+        assert count_co_purchases() == 4
+        after = {(r.product_id, r.other_id): r for r in CoPurchase.objects.all()}
+        assert after[("11", "34")].shoppers == 2 and after[("11", "35")].shoppers == 1
+
+    def test_a_changed_count_replaces_its_row_and_leaves_the_others(self, recs_shop) -> None:
+        recs_shop.buy(11, 34, user=recs_shop.alice)
+        recs_shop.buy(11, 35, user=recs_shop.bob)
+        count_co_purchases()
+        before = {(r.product_id, r.other_id): r.pk for r in CoPurchase.objects.all()}
+        recs_shop.buy(11, 34, user=recs_shop.staff)
+        count_co_purchases()
+        after = {(r.product_id, r.other_id): r for r in CoPurchase.objects.all()}
+        assert after[("11", "34")].shoppers == 2 and after[("11", "34")].pk != before[("11", "34")]
+        assert after[("11", "35")].pk == before[("11", "35")]  # unchanged: not written again
+        assert last_counted() == after[("11", "34")].counted_at
 
     def test_guest_purchases_without_a_session_pair_with_nothing(self, recs_shop) -> None:
         for product in ("11", "34"):  # e.g. imported orders of unknown customers

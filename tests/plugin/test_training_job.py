@@ -102,7 +102,7 @@ def test_recs_train_command_waits_and_reports(small_shop, capsys) -> None:
     assert "succeeded" in out
     call_command("recs_status")
     out = capsys.readouterr().out
-    assert "Active model: v" in out and "Co-purchases: " in out and "pairs, counted 20" in out
+    assert "Active model: v" in out and "Co-purchases: " in out and "pairs, last changed 20" in out
 
 
 def test_co_purchases_are_counted_on_demand(small_shop, capsys) -> None:

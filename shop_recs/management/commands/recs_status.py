@@ -23,9 +23,10 @@ class Command(BaseCommand):
         else:
             self.stdout.write("Active model: none (recommendations use the fallback)")
         counted = last_counted()
-        self.stdout.write(
-            f"Co-purchases: {CoPurchase.objects.count()} pairs, counted {counted:%Y-%m-%d %H:%M}"
-            if counted else "Co-purchases: not counted yet (manage.py recs_co_purchases)")
+        pairs = CoPurchase.objects.count()
+        self.stdout.write(f"Co-purchases: {pairs} pairs, last changed {counted:%Y-%m-%d %H:%M}"
+                          if counted else
+                          "Co-purchases: not counted yet (manage.py recs_co_purchases)")
         open_run = TrainingRun.objects.filter(open_slot__isnull=False).first()
         if open_run:
             self.stdout.write(f"Open run: #{open_run.pk} {open_run.status} "
