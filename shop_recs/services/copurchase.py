@@ -1,9 +1,9 @@
 """Products bought together: counted from the purchase events in one pass, read per product.
 
-Counting at request time cost two queries per product page, and for a best-seller (hundreds of
-buyers, each with their other purchases) tens of milliseconds; so the counts are made in the
-background (``recsys_core.copurchase``: each shopper once per pair, BOUGHT_TOGETHER_WINDOW_HOURS
-apart at most) and a page reads its product's with one indexed query. Purchases since the last
+Counting at request time cost two queries per product page, the most for a best-seller (the
+other purchases of hundreds of buyers); so the counts are made in the background
+(``recsys_core.copurchase``: each shopper once per pair, BOUGHT_TOGETHER_WINDOW_HOURS apart at
+most) and a page reads its product's with one indexed query. Purchases since the last
 count are not in it: counts are made after each training run and each order import, and by
 ``manage.py recs_co_purchases`` or the ``shop_recs.count_co_purchases`` task (celery beat).
 """

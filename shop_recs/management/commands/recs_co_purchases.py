@@ -11,8 +11,8 @@ from shop_recs.services.copurchase import count_co_purchases
 
 
 class Command(BaseCommand):
-    help = ("Count the products bought together from the purchase events and replace the stored "
-            "counts that the bought-together lists read.")
+    help = ("Count the products bought together from the purchase events and store the counts "
+            "that changed (the bought-together lists read them).")
 
     def handle(self, *args: Any, verbosity: int, **options: Any) -> None:
         began = time.monotonic()
