@@ -15,6 +15,7 @@ as a crash deep inside training or a page. Ids (add new ones at the end):
 - shop_recs.E010  SHOP_RECS is not a dict
 - shop_recs.E011  PRODUCT_SELECT_RELATED is not a list of the product's single-valued relations
 - shop_recs.E012  IMPRESSION_FLUSH_SECONDS is not a number of seconds >= 0
+- shop_recs.E013  CO_PURCHASE_COUNT_DELAY is neither None nor a whole number of seconds >= 1
 - shop_recs.W001  GuestSessionMiddleware missing (or before SessionMiddleware): guest events
                   are not merged into the account at login
 - shop_recs.W002  PrivateResponseMiddleware missing: shop pages with personal lists are not
@@ -60,7 +61,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if product_model is not None:
         messages += _product_fields(product_model)
     messages += _order_line(product_model)
-    messages += _impression_flush() + _guest_middleware() + _private_middleware()
+    messages += _impression_flush() + _co_purchase_delay()
+    messages += _guest_middleware() + _private_middleware()
     return messages
 
 
@@ -72,6 +74,19 @@ def _impression_flush() -> list[CheckMessage]:
         f"SHOP_RECS['IMPRESSION_FLUSH_SECONDS'] must be a number of seconds >= 0, not {value!r}.",
         hint="1.0 writes impressions in a batch every second; 0 writes each in its request.",
         id="shop_recs.E012",
+    )]
+
+
+def _co_purchase_delay() -> list[CheckMessage]:
+    value = recs_settings.CO_PURCHASE_COUNT_DELAY
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return []
+    return [Error(
+        f"SHOP_RECS['CO_PURCHASE_COUNT_DELAY'] must be None or a whole number of seconds >= 1, "
+        f"not {value!r}.",
+        hint="600 counts co-purchases ten minutes after a purchase; None leaves counting to "
+             "training runs, order imports and the shop_recs.count_co_purchases task.",
+        id="shop_recs.E013",
     )]
 
 

@@ -106,6 +106,10 @@ DEFAULTS: dict[str, Any] = {
     "POPULARITY_REFRESH_SECONDS": 600,
     # Two purchases by the same shopper at most this many hours apart count as "bought together".
     "BOUGHT_TOGETHER_WINDOW_HOURS": 24,
+    # A purchase schedules a co-purchase count this many seconds later (one at a time), so the
+    # bought-together lists take in new purchases within about this long; None: counts are made
+    # only by training runs, order imports and the shop_recs.count_co_purchases task.
+    "CO_PURCHASE_COUNT_DELAY": 600,
     # A recommendation click is recorded only within this many seconds of the list being shown
     # (older links still lead to the product); stops replayed links from inflating CTR.
     "CLICK_TOKEN_MAX_AGE": 7 * 24 * 3600,

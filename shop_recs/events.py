@@ -29,6 +29,7 @@ from django.utils.dateparse import parse_datetime
 
 from .adapter import IN_CHUNK, Purchase, ShopAdapter, get_adapter
 from .conf import recs_settings
+from .jobs import schedule_co_purchase_count
 from .models import Event, EventKind
 from .models.events import HISTORY_KINDS
 
@@ -115,6 +116,8 @@ def record_event(
     finally:
         if draft.event.kind in _HISTORY_KINDS:
             history_writes.bump()  # after the write, so no read from before it is reused
+        if draft.event.kind == EventKind.PURCHASE:
+            schedule_co_purchase_count()
 
 
 def _save_once(event: Event) -> Event:
@@ -256,6 +259,8 @@ def bulk_record_events(
         )
     if any(d.event.kind in _HISTORY_KINDS for d in drafts.values()):
         history_writes.bump()
+    if any(d.event.kind == EventKind.PURCHASE for d in drafts.values()):
+        schedule_co_purchase_count()
     # A concurrent request may have won a key between our look-up and our insert.
     winners = _stored_hashes(first_with_key)
     for i, d in drafts.items():

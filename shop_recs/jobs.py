@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import current_app
+from django.core.cache import cache
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
@@ -22,6 +23,8 @@ from .models import TrainingRun
 logger = logging.getLogger(__name__)
 
 TRAIN_TASK = "shop_recs.train"
+COUNT_TASK = "shop_recs.count_co_purchases"
+_COUNT_DUE = "shop_recs:co_purchase_count_due"  # cache key: a count is already scheduled
 
 
 class QueueUnavailable(RuntimeError):
@@ -75,6 +78,36 @@ def _enqueue(run: TrainingRun) -> None:
             "Check that the broker is running and CELERY_BROKER_URL points to it."
         ) from exc
     TrainingRun.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
+
+
+def schedule_co_purchase_count() -> None:
+    """After a purchase: count co-purchases CO_PURCHASE_COUNT_DELAY seconds from now, unless a
+    count is already due, so that a busy shop counts at most once per delay. With eager Celery
+    (the demo) the count runs at once, after the purchase's transaction commits.
+
+    Never raises: the purchase is stored whatever happens here. An unreachable cache or broker
+    is logged; a purchase after the delay tries again (so an outage slows no checkout twice)."""
+    delay = recs_settings.CO_PURCHASE_COUNT_DELAY
+    if delay is None:
+        return
+    try:
+        if not cache.add(_COUNT_DUE, True, timeout=delay):
+            return
+    except Exception as exc:
+        logger.warning("shop_recs: no co-purchase count scheduled, cache unavailable: %s", exc)
+        return
+    transaction.on_commit(lambda: _send_count(delay))
+
+
+def _send_count(delay: int) -> None:
+    try:
+        task = _task(COUNT_TASK)
+        if current_app.conf.task_always_eager and task is not None:
+            task.apply()
+        else:
+            current_app.send_task(COUNT_TASK, countdown=delay, retry=False)
+    except Exception as exc:  # kombu's OperationalError and friends; a failed eager count
+        logger.warning("shop_recs: the co-purchase count could not be started: %s", exc)
 
 
 def _run_eager(task, run_id: int) -> None:

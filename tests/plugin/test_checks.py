@@ -125,6 +125,17 @@ def test_impression_flush_seconds_passes(value: float) -> None:
     assert shop_recs_messages(IMPRESSION_FLUSH_SECONDS=value) == []
 
 
+@pytest.mark.parametrize("value", [0, -5, 1.5, "600", True])
+def test_bad_co_purchase_count_delay(value: Any) -> None:
+    message = only(shop_recs_messages(CO_PURCHASE_COUNT_DELAY=value), "shop_recs.E013")
+    assert repr(value) in message.msg
+
+
+@pytest.mark.parametrize("value", [None, 1, 3600])
+def test_co_purchase_count_delay_passes(value: int | None) -> None:
+    assert shop_recs_messages(CO_PURCHASE_COUNT_DELAY=value) == []
+
+
 def test_select_related_of_a_real_relation_passes() -> None:
     assert shop_recs_messages(PRODUCT_SELECT_RELATED=["category"]) == []
 
