@@ -1,8 +1,8 @@
 """Co-purchase counts: how many shoppers bought two products together, as of the last count.
 
-Written only by ``services.copurchase.count_co_purchases`` (after each training run, after an
-order import, by ``manage.py recs_co_purchases`` or the ``shop_recs.count_co_purchases`` task),
-read by the bought-together list: one indexed query per product page instead of counting there.
+Written only by ``services.copurchase.count_co_purchases`` (scheduled by purchases, after each
+training run and order import, by ``manage.py recs_co_purchases``), read by the bought-together
+list: one indexed query per product page instead of counting there.
 """
 
 from __future__ import annotations

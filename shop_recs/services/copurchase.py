@@ -3,9 +3,10 @@
 Counting at request time cost two queries per product page, the most for a best-seller (the
 other purchases of hundreds of buyers); so the counts are made in the background
 (``recsys_core.copurchase``: each shopper once per pair, BOUGHT_TOGETHER_WINDOW_HOURS apart at
-most) and a page reads its product's with one indexed query. Purchases since the last
-count are not in it: counts are made after each training run and each order import, and by
-``manage.py recs_co_purchases`` or the ``shop_recs.count_co_purchases`` task (celery beat).
+most) and a page reads its product's with one indexed query. Purchases since the last count
+are not in it yet: a purchase schedules the next count (``jobs.schedule_co_purchase_count``,
+CO_PURCHASE_COUNT_DELAY), and training runs, order imports and ``manage.py recs_co_purchases``
+count too.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def count_co_purchases() -> int:
     """Count every pair from the purchase events and store what changed; returns how many pairs
     are stored (0 when a count that ran at the same time stored its own first).
 
-    Only the pairs whose count changed are written (most of them, the first time; a few an hour
-    later), in one transaction: the old counts stay readable until the new ones are committed."""
+    Only the pairs whose count changed are written (most of them, the first time; a few at the
+    next count), in one transaction: the old counts stay readable until the new ones are
+    committed."""
     window = timedelta(hours=recs_settings.BOUGHT_TOGETHER_WINDOW_HOURS)
     counts = count_pairs(_purchases(), window, keep=KEEP)
     fresh = {(product, other): shoppers
