@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from django.db import connections, router
 from django.db.models import Q
 
 from ..conf import recs_settings
@@ -133,19 +135,56 @@ def load_history(shopper: Shopper, length: int | None = None) -> History:
 
 
 def _read_history(shopper: Shopper, length: int) -> History:
-    rows = list(
-        shopper.events()
-        .filter(kind__in=HISTORY_KINDS)
-        .exclude(product_id="")
-        .order_by("-timestamp", "-id")
-        .values_list("id", "product_id", "kind")[:length]
-    )
+    rows = _history_rows(shopper, length)
     rows.reverse()
     return History(
         product_ids=tuple(r[1] for r in rows),
         kinds=tuple(r[2] for r in rows),
         event_ids=tuple(r[0] for r in rows),
         truncated=len(rows) == length,
+    )
+
+
+def _history_rows(shopper: Shopper, length: int) -> list[tuple[int, str, str]]:
+    """(id, product_id, kind) of the shopper's latest history events, newest first.
+
+    The query the ORM would make (``shopper.events()`` of HISTORY_KINDS with a product), written
+    out once: every recommendation request runs it, and building it through the ORM took twice
+    as long as the database took to answer (in-process, on the serving benchmark's database).
+    The kinds are literals, as in the partial indexes' condition, so the planner uses them.
+    """
+    database = router.db_for_read(Event)
+    connection = connections[database]
+    if shopper.user_id is not None:
+        user = Event._meta.get_field("user").get_db_prep_value(shopper.user_id, connection)
+        sql, params = _history_sql(database, guest=False), [user, length]
+    elif shopper.session_key:
+        sql, params = _history_sql(database, guest=True), [shopper.session_key, length]
+    else:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+
+
+@lru_cache(maxsize=8)
+def _history_sql(database: str, *, guest: bool) -> str:
+    quote = connections[database].ops.quote_name
+    meta = Event._meta
+
+    def column(name: str) -> str:
+        return quote(meta.get_field(name).column)
+
+    who = (f"{column('session_key')} = %s AND {column('user')} IS NULL" if guest
+           else f"{column('user')} = %s")
+    if not all(kind.replace("_", "").isalnum() for kind in HISTORY_KINDS):
+        raise ValueError(f"a history kind is not a plain word: {HISTORY_KINDS}")
+    kinds = ", ".join(f"'{kind}'" for kind in HISTORY_KINDS)
+    return (
+        f"SELECT {column('id')}, {column('product_id')}, {column('kind')} "
+        f"FROM {quote(meta.db_table)} "
+        f"WHERE {who} AND {column('kind')} IN ({kinds}) AND {column('product_id')} <> '' "
+        f"ORDER BY {column('timestamp')} DESC, {column('id')} DESC LIMIT %s"
     )
 
 

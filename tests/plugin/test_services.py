@@ -293,6 +293,31 @@ def test_history_is_the_latest_events_in_time_order(recs_shop) -> None:
     assert history.product_ids == ("12", "13") and history.kinds == ("view", "view")
 
 
+def test_the_history_query_reads_what_the_orm_query_reads(recs_shop) -> None:
+    """The history SQL is written out for speed; it must select exactly the ORM's rows."""
+    from shop_recs.models.events import HISTORY_KINDS
+    from shop_recs.services.shopper import _history_rows
+
+    alice, bob = recs_shop.alice, recs_shop.bob
+    recs_shop.view(11, 12, user=alice)
+    recs_shop.buy(13, user=alice)
+    recs_shop.view(14, user=bob)
+    recs_shop.view(15, 16, session_key="guest-1")
+    recs_shop.view(17, user=alice, session_key="guest-1")  # a guest who signed in: alice's
+    record_event(kind="rec_impression", user=alice, context={"placement": "for_you"})
+    record_event(kind="search", user=alice, query="tea")  # no product
+    record_event(kind="rec_click", product="12", session_key="guest-1",
+                 context={"placement": "similar"})
+    for shopper in (Shopper.for_user(alice), Shopper.for_user(bob),
+                    Shopper(session_key="guest-1"), Shopper(session_key="nobody")):
+        expected = list(shopper.events().filter(kind__in=HISTORY_KINDS).exclude(product_id="")
+                        .order_by("-timestamp", "-id").values_list("id", "product_id", "kind")[:3])
+        assert _history_rows(shopper, 3) == expected
+    assert [pid for _, pid, _ in _history_rows(Shopper(session_key="guest-1"), 10)] == [
+        "12", "16", "15"]
+    assert _history_rows(Shopper(), 10) == []
+
+
 def test_showing_a_list_does_not_change_the_history(recs_shop) -> None:
     """Impressions are not behaviour: the model must not read them as the shopper's events."""
     shopper = Shopper.for_user(recs_shop.alice)

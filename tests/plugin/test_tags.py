@@ -108,8 +108,8 @@ class TestEachTag:
 
 
 def history_reads(queries: CaptureQueriesContext) -> int:
-    return sum('"shop_recs_event"."kind" IN' in q["sql"] and "ORDER BY" in q["sql"]
-               for q in queries.captured_queries)
+    return sum('FROM "shop_recs_event"' in q["sql"] and '"kind" IN' in q["sql"]
+               and "ORDER BY" in q["sql"] for q in queries.captured_queries)
 
 
 class TestOneHistoryReadPerPage:
