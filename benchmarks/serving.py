@@ -1,7 +1,8 @@
 """How fast recommendations are served: REST latency under load, throughput, and tag render time.
 
     python -m benchmarks.serving [--products 50000] [--shoppers 100000] [--rate 200]
-                                 [--seconds 20] [--workers 2] [--max-requests N] [--reuse]
+                                 [--seconds 20] [--workers 2] [--threads 1] [--max-requests N]
+                                 [--reuse]
 
 1. builds the demo shop (``demo_shop`` + ``recs_import_orders``) in its own PostgreSQL database
    (``--database``, default shop_recs_bench_serving; ``--reuse`` keeps one of the right size);
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s while timing")
     parser.add_argument("--seconds", type=float, default=20.0, help="per endpoint")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads per worker (serving is CPU-bound: threads of one process "
+                             "take turns on the GIL, so more add latency, not throughput)")
     parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument("--max-requests", type=int, default=0,
                         help="restart each gunicorn worker after about this many requests "
