@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-requests", type=int, default=0,
                         help="restart each gunicorn worker after about this many requests "
                              "(0: never), to check that restarts lose no impression")
+    parser.add_argument("--no-gc-freeze", action="store_true",
+                        help="serve with SERVING_GC_FREEZE off (to compare)")
     parser.add_argument("--database", default="shop_recs_bench_serving")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         "SHOP_RECS_VAR_DIR": str(REPO / "var" / "bench-serving"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
+        "SHOP_RECS_SERVING_GC_FREEZE": "0" if args.no_gc_freeze else "1",
     }
     os.environ.update(env)
     _create_database(args.postgres, args.database)
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         server.wait(timeout=30)
     stored, served = _impressions_accounted(windows, results)
     tags = _time_tags(products)
+    collection_ms, frozen_collection_ms = _full_collection_ms()
 
     rows = [
         [name, f"{r.achieved_rate:.0f}", len(r.latencies_ms), sum(r.errors.values()),
@@ -153,7 +157,9 @@ def main(argv: list[str] | None = None) -> None:
         notes=[
             f"{args.products} products, {args.shoppers} shoppers; model {version} "
             f"(ID embeddings, n_items = catalogue); gunicorn {args.workers} workers x "
-            f"{args.threads} threads"
+            f"{args.threads} threads, long-lived objects "
+            + ("not frozen" if args.no_gc_freeze else "frozen after the model load")
+            + " (SERVING_GC_FREEZE)"
             + (f", each restarted after about {args.max_requests} requests"
                if args.max_requests else "") + "; Redis "
             "cache; for-you spread over "
@@ -170,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
             "best-seller lines render the pages of the 100 most bought products, lists "
             f"computed. Co-purchases were counted before serving (the background job, which writes "
             f"only the pairs whose count changed since the last count): {pairs} pairs in "
-            f"{count_seconds:.1f} s.",
+            f"{count_seconds:.1f} s. A full garbage collection in this process, which had "
+            f"served the tags: {collection_ms:.1f} ms walking every object, "
+            f"{frozen_collection_ms:.1f} ms with the long-lived ones frozen.",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
@@ -370,6 +378,20 @@ def _time_tags(products: list[str], pages: int = 300,
                 if "data-placement=" not in html:
                     raise RuntimeError(f"{name} rendered no list for product {product.pk}")
     return timings
+
+
+def _full_collection_ms() -> tuple[float, float]:
+    """How long one full collection takes with nothing frozen, and with everything frozen."""
+    import gc
+
+    gc.unfreeze()
+    began = time.perf_counter()
+    gc.collect()
+    walking = (time.perf_counter() - began) * 1000
+    gc.freeze()
+    began = time.perf_counter()
+    gc.collect()
+    return walking, (time.perf_counter() - began) * 1000
 
 
 def _best_sellers(count: int) -> list:

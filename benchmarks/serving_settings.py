@@ -2,11 +2,14 @@
 
 DEBUG off, PostgreSQL (DATABASE_URL) and Redis as the shared cache (REDIS_CACHE_URL), both set by
 ``benchmarks.serving`` before Django starts, and no API throttling: the load comes from one
-address on purpose.
+address on purpose. ``SERVING_GC_FREEZE`` follows SHOP_RECS_SERVING_GC_FREEZE ("0" with
+``--no-gc-freeze``, to compare).
 """
 
+import os
+
 from demo.settings import *  # noqa: F403
-from demo.settings import LOGGING, REST_FRAMEWORK
+from demo.settings import LOGGING, REST_FRAMEWORK, SHOP_RECS
 
 DEBUG = False
 REST_FRAMEWORK = {
@@ -14,3 +17,5 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"shop_recs": None, "shop_recs_events": None},
 }
 LOGGING = {**LOGGING, "loggers": {"shop_recs": {"handlers": ["console"], "level": "WARNING"}}}
+SHOP_RECS = {**SHOP_RECS,
+             "SERVING_GC_FREEZE": os.environ.get("SHOP_RECS_SERVING_GC_FREEZE", "1") == "1"}

@@ -78,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
     # threads give the parallelism; more threads per request only make them wait on each other,
     # and idle BLAS threads spin on cores that other requests need.
     "SERVING_THREADS": 1,
+    # After a web process loads a model version, move every object alive then (the model,
+    # Django, torch) into the garbage collector's permanent generation, so that its full
+    # collections stop walking them: each such walk stalls the requests behind it.
+    "SERVING_GC_FREEZE": True,
     # --- Serving ------------------------------------------------------------------------
     "DEFAULT_LIMIT": 8,
     "MAX_LIMIT": 50,

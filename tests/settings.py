@@ -9,6 +9,9 @@ from demo.settings import SHOP_RECS, VAR_DIR
 SHOP_RECS = {
     **SHOP_RECS,
     "EAGER_TRAINING_IN_BACKGROUND": False,
+    # Off: each model load would collect the whole test process (tests/plugin/test_model_swap.py
+    # turns it on where it is tested).
+    "SERVING_GC_FREEZE": False,
     "LOCAL_CACHE_DIR": str(Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-cache"),
 }
 MEDIA_ROOT = Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-media"
