@@ -3,6 +3,8 @@
 At most every MODEL_RELOAD_INTERVAL seconds a request asks the database which version is active
 (one indexed query). When it changed, the new version is loaded and verified before it replaces
 the old one; if it fails to load, the process keeps serving the version it has and logs why.
+After a load the process freezes its long-lived objects for the garbage collector
+(SERVING_GC_FREEZE), so that full collections no longer walk them while requests wait.
 """
 
 from __future__ import annotations
@@ -94,11 +96,11 @@ def _limit_threads(threads: int | None) -> None:
 def freeze_long_lived_objects() -> None:
     """Collect, then move every object alive into the collector's permanent generation.
 
-    A serving process holds a few hundred thousand long-lived container objects (Django, torch,
-    the model, the catalogue), and every full collection walked all of them while the requests
-    behind it waited (``python -m benchmarks.serving`` times one such collection with and
-    without freezing). Unfreezing first lets the collection free the reference cycles of a
-    model that was just replaced, so swapping versions leaks nothing.
+    A serving process holds many long-lived container objects (Django, torch, the model), and
+    every full collection walked all of them while the requests behind it waited
+    (``python -m benchmarks.serving`` times one such collection with and without freezing).
+    Unfreezing first lets the collection free the reference cycles of a model that was just
+    replaced, so swapping versions leaks nothing.
     """
     gc.unfreeze()
     gc.collect()

@@ -149,9 +149,9 @@ def _history_rows(shopper: Shopper, length: int) -> list[tuple[int, str, str]]:
     """(id, product_id, kind) of the shopper's latest history events, newest first.
 
     The query the ORM would make (``shopper.events()`` of HISTORY_KINDS with a product), written
-    out once: every recommendation request runs it, and building it through the ORM took twice
-    as long as the database took to answer (in-process, on the serving benchmark's database).
-    The kinds are literals, as in the partial indexes' condition, so the planner uses them.
+    out once: every recommendation request runs it, and building it through the ORM cost more
+    than the database's answer. The kinds are literals, as in the partial indexes' condition,
+    so the planner uses them.
     """
     database = router.db_for_read(Event)
     connection = connections[database]
