@@ -47,7 +47,7 @@ def reap_stale_runs() -> int:
 
 @shared_task(name="shop_recs.count_co_purchases", ignore_result=True)
 def count_co_purchases() -> int:
-    """Recount the products bought together (celery beat, e.g. hourly, for fresher lists)."""
+    """Recount the products bought together (scheduled by purchases; a beat entry may add more)."""
     from shop_recs.services.copurchase import count_co_purchases as count
 
     return count()

@@ -164,7 +164,7 @@ def _history_rows(shopper: Shopper, length: int) -> list[tuple[int, str, str]]:
         return []
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return cursor.fetchall()
 
 
 @lru_cache(maxsize=8)
