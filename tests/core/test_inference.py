@@ -7,7 +7,7 @@ from seqrec_fixtures import N_CATEGORIES, TEXT_DIM, make_shop
 
 from recsys_core.config import ModelConfig, TrainConfig
 from recsys_core.data import item_counts
-from recsys_core.inference import Recommender
+from recsys_core.inference import Recommender, best_first
 from recsys_core.model import score_histories
 from recsys_core.training import train
 
@@ -35,6 +35,19 @@ def test_recommends_the_next_item_of_the_walk_first(recommender):
     assert len(found) == 5
     assert found[0].item == ids(4)[0]
     assert [s.score for s in found] == sorted((s.score for s in found), reverse=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_best_first_ranks_highest_first_and_ties_by_position(dtype):
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=5000).astype(dtype)
+    scores[rng.choice(5000, 1000, replace=False)] = -np.inf  # excluded items
+    scores[[10, 20, 4000]] = 9.0  # a three-way tie at the top
+    scores[[7, 3000]] = 8.0
+    top = best_first(scores, 40)
+    expected = sorted(np.flatnonzero(np.isfinite(scores)), key=lambda i: (-scores[i], i))[:40]
+    assert list(top) == expected
+    assert list(top[:5]) == [10, 20, 4000, 7, 3000]
 
 
 def test_scores_equal_the_models_own_scores(recommender):
