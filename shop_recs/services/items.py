@@ -7,7 +7,7 @@ a signed click token) for the request at hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from django.db.models import Model
@@ -102,15 +102,25 @@ class RecommendedItem:
     position: int  # 1-based
     click_token: str
     product_url: str
+    click_url: str  # the link to show (``click_links``)
 
-    @property
-    def click_url(self) -> str:
-        """The link to show: through the click endpoint, which records the click and redirects
-        to the product; the product's own URL when the shop has not routed the endpoint."""
-        try:
-            return reverse("shop_recs:click", args=[self.click_token])
-        except NoReverseMatch:
-            return self.product_url
+
+_TOKEN_SLOT = "token"
+
+
+def click_links() -> Callable[[str, str], str]:
+    """(click token, product URL) -> the link to show: through the click endpoint, which
+    records the click and redirects to the product; the product's own URL when the shop has not
+    routed the endpoint.
+
+    The endpoint's URL is reversed once per list, not once per item: a signed token is made of
+    characters that a URL carries as they are, so the token takes the place of a stand-in.
+    """
+    try:
+        head, tail = reverse("shop_recs:click", args=[_TOKEN_SLOT]).rsplit(_TOKEN_SLOT, 1)
+    except NoReverseMatch:
+        return lambda token, product_url: product_url
+    return lambda token, product_url: f"{head}{token}{tail}"
 
 
 @dataclass

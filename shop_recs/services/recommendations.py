@@ -34,7 +34,15 @@ from . import fallbacks
 from .cache import cached
 from .catalog import CatalogSnapshot, catalog, categories_of, fetch_products
 from .copurchase import co_purchase_counts
-from .items import Candidate, Placement, Reason, RecommendationList, RecommendedItem, reason_text
+from .items import (
+    Candidate,
+    Placement,
+    Reason,
+    RecommendationList,
+    RecommendedItem,
+    click_links,
+    reason_text,
+)
 from .rules import Rules, apply_rules, hides_purchases
 from .shopper import Shopper, load_history, purchased_products
 from .tokens import ClickData, make_click_token
@@ -342,6 +350,7 @@ def _assemble(
     known = known or {}
     adapter = get_adapter()
     impression_id = uuid.uuid4().hex[:16]
+    link = click_links()
     items: list[RecommendedItem] = []
     # A few spares for products that sold out since the snapshot; the next slice only if the
     # spares were not enough (rare: one query per list as a rule).
@@ -359,12 +368,13 @@ def _assemble(
             position = len(items) + 1
             token = make_click_token(ClickData(candidate.product_id, placement,
                                                computed.model_version, impression_id, position))
+            product_url = adapter.product_url(product)
             items.append(RecommendedItem(
                 product=product, product_id=candidate.product_id, score=candidate.score,
                 reason=reason_text(candidate.reason, known,
                                    snapshot.category_name(candidate.reason.category or None)),
                 placement=placement, model_version=computed.model_version, position=position,
-                click_token=token, product_url=adapter.product_url(product),
+                click_token=token, product_url=product_url, click_url=link(token, product_url),
             ))
             if len(items) == limit:
                 break

@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.core import signing
 from django.test import RequestFactory
+from django.urls import reverse
 from django.utils import timezone
 
 from shop_recs.models import Event, EventKind
@@ -41,6 +42,21 @@ class TestClickEndpoint:
                                  "channel": "web"}
         client.get(item.click_url)  # a double click
         assert Event.objects.filter(kind=EventKind.REC_CLICK).count() == 1
+
+    def test_each_link_is_the_click_endpoint_with_its_own_token(self, recs_shop,
+                                                                active_model) -> None:
+        items = similar(21, Shopper.for_user(recs_shop.alice), 4).items
+        assert len({item.click_token for item in items}) == 4
+        for item in items:
+            assert item.click_url == reverse("shop_recs:click", args=[item.click_token])
+
+    def test_without_the_click_endpoint_links_go_to_the_products(self, recs_shop, active_model,
+                                                                 settings) -> None:
+        settings.ROOT_URLCONF = "tests.plugin.urls_without_the_plugin"
+        items = similar(21, Shopper.for_user(recs_shop.alice), 3).items
+        assert items and all(item.click_url == item.product_url ==
+                             recs_shop.product(item.product_id).get_absolute_url()
+                             for item in items)
 
     def test_a_guest_click_is_recorded_for_the_session(self, client, recs_shop) -> None:
         response = client.get(f"/recs/click/{token_for('11')}/")
@@ -134,6 +150,7 @@ class TestImpressions:
         recs = RecommendationList("similar", [RecommendedItem(
             product=user, product_id="11", score=1.0, reason="", placement="similar",
             model_version="v1", position=1, click_token="t", product_url="/products/11/",
+            click_url="/recs/click/t/",
         )], model_version="v1", source="model", impression_id="imp")
 
         def setting() -> str:

@@ -38,6 +38,7 @@ def a_list(placement: str = "similar", product_id: str = "11") -> Recommendation
     item = RecommendedItem(
         product=None, product_id=product_id, score=1.0, reason="", placement=placement,
         model_version="v7", position=1, click_token="t", product_url=f"/products/{product_id}/",
+        click_url="/recs/click/t/",
     )
     return RecommendationList(placement, [item], model_version="v7", source="model",
                               impression_id=f"imp-{placement}-{product_id}")
