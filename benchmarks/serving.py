@@ -17,7 +17,9 @@
 4. times each product-page tag in-process (similar_products, bought_together: candidates,
    rules, one product query, the queued impression and the template), both tags for one
    request per page;
-5. checks that the impressions of the timed requests were all stored once the server stopped.
+5. checks that the impressions of the timed requests were all stored once the server stopped;
+6. times a full garbage collection with and without the freeze, and the writing of a batch of
+   impressions as a COPY and as a multi-row INSERT.
 
 Prints a table, appends it to BENCHMARKS.md, and ends with
 ``RESULT foryou_p99_ms=<x> similar_p99_ms=<x> rps=<x> tag_ms=<x>``.
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     stored, served = _impressions_accounted(windows, results)
     tags = _time_tags(products)
     collection_ms, frozen_collection_ms = _full_collection_ms()
+    impression_write = _impression_write_ms()
 
     rows = [
         [name, f"{r.achieved_rate:.0f}", len(r.latencies_ms), sum(r.errors.values()),
@@ -178,7 +181,10 @@ def main(argv: list[str] | None = None) -> None:
             f"only the pairs whose count changed since the last count): {pairs} pairs in "
             f"{count_seconds:.1f} s. A full garbage collection in this process, which had "
             f"served the tags: {collection_ms:.1f} ms walking every object, "
-            f"{frozen_collection_ms:.1f} ms with the long-lived ones frozen.",
+            f"{frozen_collection_ms:.1f} ms with the long-lived ones frozen. Writing a batch of "
+            "100 impressions (a worker's second at 100 lists/s) took its thread, median of 20, "
+            + ", ".join(f"{ms:.1f} ms of CPU as {name}" for name, ms in impression_write.items())
+            + " (the plugin writes by COPY).",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
@@ -392,6 +398,36 @@ def _full_collection_ms() -> tuple[float, float]:
     began = time.perf_counter()
     gc.collect()
     return walking, (time.perf_counter() - began) * 1000
+
+
+def _impression_write_ms(rows: int = 100, repeats: int = 20) -> dict[str, float]:
+    """Median CPU time of the writing thread for one batch of ``rows`` impressions (a web
+    worker's second at 100 lists/s), as the plugin writes it (a COPY) and as one multi-row
+    INSERT (Django's bulk_create); each batch is rolled back. The writing thread holds the
+    interpreter lock for most of this time, while that worker's requests wait."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from shop_recs.events import validated_event
+    from shop_recs.models import Event, EventKind
+    from shop_recs.services.impressions import insert_rows
+
+    shopper = get_user_model().objects.order_by("pk").first()
+    context = {"placement": "for_you", "model_version": "v1", "source": "model",
+               "impression_id": "0123456789abcdef", "channel": "api", "n": 8,
+               "products": [str(pid) for pid in range(1000, 1008)]}
+    ways = {"COPY": insert_rows, "INSERT": lambda batch: Event.objects.bulk_create(batch)}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, write in ways.items():
+            batch = [validated_event(kind=EventKind.REC_IMPRESSION, context=context, user=shopper)
+                     for _ in range(rows)]
+            with transaction.atomic():
+                began = time.thread_time()
+                write(batch)
+                times[name].append((time.thread_time() - began) * 1000)
+                transaction.set_rollback(True)
+    return {name: statistics.median(found) for name, found in times.items()}
 
 
 def _best_sellers(count: int) -> list:

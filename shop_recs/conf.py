@@ -40,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     # --- Events -------------------------------------------------------------------------
     # Largest JSON context stored with one event, in bytes.
     "MAX_EVENT_CONTEXT_BYTES": 2048,
-    # Recommendation impressions are queued in the web process and written in one INSERT this
+    # Recommendation impressions are queued in the web process and written in one statement this
     # many seconds apart (and at exit), off the request path; 0: each is written in its request
     # (as it is anyway inside a transaction, e.g. ATOMIC_REQUESTS).
     "IMPRESSION_FLUSH_SECONDS": 1.0,

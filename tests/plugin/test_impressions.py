@@ -72,19 +72,40 @@ def queue(monkeypatch, settings, transactional_db) -> Iterator[ImpressionQueue]:
     queue.flush()  # nothing is left for the exit
 
 
-def test_lists_shown_are_queued_then_written_in_one_insert(queue) -> None:
+def copies_made(monkeypatch) -> list[str]:
+    """The COPY statements run on PostgreSQL from now on (Django's query log does not see them)."""
+    made: list[str] = []
+    cursor_class = type(connection.cursor().cursor)
+    original = cursor_class.copy
+
+    def copy(self, statement, *args, **kwargs):
+        made.append(str(statement))
+        return original(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(cursor_class, "copy", copy)
+    return made
+
+
+def test_lists_shown_are_queued_then_written_in_one_statement(queue, monkeypatch) -> None:
     user = User.objects.create_user("shopper")
     shown(user, a_list("similar", "11"), a_list("for_you", "12"), a_list("similar", "13"))
     assert impressions() == [] and len(queue) == 3
+    queued = list(queue._rows)
+    copies = copies_made(monkeypatch) if connection.vendor == "postgresql" else []
     with CaptureQueriesContext(connection) as queries:
         assert queue.flush() == 3
     inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
-    assert len(inserts) == 1
-    if connection.vendor == "postgresql":  # the batch does not wait for the WAL either
+    if connection.vendor == "postgresql":  # one COPY, which does not wait for the WAL either
+        assert inserts == [] and len(copies) == 1 and copies[0].startswith("COPY")
         assert any("synchronous_commit TO OFF" in q["sql"] for q in queries.captured_queries)
+    else:
+        assert len(inserts) == 1
     rows = impressions()
     assert [(r.context["placement"], r.context["products"]) for r in rows] == [
         ("similar", ["11"]), ("for_you", ["12"]), ("similar", ["13"])]
+    fields = [f.attname for f in Event._meta.concrete_fields if not f.primary_key]
+    assert [[getattr(r, name) for name in fields] for r in rows] == [
+        [getattr(e, name) for name in fields] for e in queued]  # every field as it was queued
     assert {r.user for r in rows} == {user}
     assert {r.context["model_version"] for r in rows} == {"v7"}
     assert len(queue) == 0
@@ -106,7 +127,7 @@ def test_inside_a_transaction_an_impression_is_written_with_it(queue) -> None:
 def test_a_database_error_keeps_the_batch_for_the_next_try(queue, caplog) -> None:
     user = User.objects.create_user("shopper")
     shown(user, a_list("similar", "11"), a_list("similar", "12"))
-    with mock.patch.object(Event.objects, "bulk_create", side_effect=DatabaseError("gone")), \
+    with mock.patch.object(impressions_module, "insert_rows", side_effect=DatabaseError("gone")), \
             caplog.at_level(logging.WARNING, logger="shop_recs"):
         assert queue.flush() == 0
     assert "2 impressions not written yet, will retry: gone" in caplog.text
@@ -127,6 +148,17 @@ def test_a_row_the_database_refuses_does_not_hold_back_the_others(queue, caplog)
     assert [(r.user, r.context["products"]) for r in impressions()] == [
         (alice, ["11"]), (alice, ["13"])]
     assert len(queue) == 0
+
+
+def test_a_value_the_database_refuses_does_not_hold_back_the_others(queue, caplog) -> None:
+    """Refused by the statement itself (PostgreSQL's COPY, SQLite's INSERT), not at commit."""
+    user = User.objects.create_user("shopper")
+    shown(user, a_list("similar", "11"), a_list("similar", "12"), a_list("similar", "13"))
+    queue._rows[1].quantity = -1  # breaks the table's CHECK (quantity >= 0)
+    with caplog.at_level(logging.WARNING, logger="shop_recs"):
+        assert queue.flush() == 2
+    assert "an impression was refused by the database and dropped" in caplog.text
+    assert [r.context["products"] for r in impressions()] == [["11"], ["13"]]
 
 
 def test_a_full_queue_drops_the_oldest_and_says_so(queue, monkeypatch, caplog) -> None:
