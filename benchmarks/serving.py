@@ -18,8 +18,9 @@
    rules, one product query, the queued impression and the template), both tags for one
    request per page;
 5. checks that the impressions of the timed requests were all stored once the server stopped;
-6. times a full garbage collection with and without the freeze, and the writing of a batch of
-   impressions as a COPY and as a multi-row INSERT.
+6. times a full garbage collection with and without the freeze, the writing of a batch of
+   impressions as a COPY and as a multi-row INSERT, and one rebuild of each value a web process
+   refreshes in the background (the catalogue snapshot, the popularity rankings).
 
 Prints a table, appends it to BENCHMARKS.md, and ends with
 ``RESULT foryou_p99_ms=<x> similar_p99_ms=<x> rps=<x> tag_ms=<x>``.
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     tags = _time_tags(products)
     collection_ms, frozen_collection_ms = _full_collection_ms()
     impression_write = _impression_write_ms()
+    rebuilds = _rebuild_ms()
 
     rows = [
         [name, f"{r.achieved_rate:.0f}", len(r.latencies_ms), sum(r.errors.values()),
@@ -184,7 +186,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{frozen_collection_ms:.1f} ms with the long-lived ones frozen. Writing a batch of "
             "100 impressions (a worker's second at 100 lists/s) took its thread, median of 20, "
             + ", ".join(f"{ms:.1f} ms of CPU as {name}" for name, ms in impression_write.items())
-            + " (the plugin writes by COPY).",
+            + " (the plugin writes by COPY). One rebuild of what each web process refreshes in "
+            "a background thread, median of 5: "
+            + ", ".join(f"{name} {ms:.0f} ms" for name, ms in rebuilds.items()) + ".",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
@@ -398,6 +402,22 @@ def _full_collection_ms() -> tuple[float, float]:
     began = time.perf_counter()
     gc.collect()
     return walking, (time.perf_counter() - began) * 1000
+
+
+def _rebuild_ms(repeats: int = 5) -> dict[str, float]:
+    """Median time of one rebuild of each per-process value a web process refreshes in the
+    background (``shop_recs.services.refreshed``): time that, before, one request waited."""
+    from shop_recs.services import fallbacks, search
+    from shop_recs.services.catalog import catalog
+
+    times: dict[str, list[float]] = {}
+    for value in (catalog, fallbacks.popular_ranking, fallbacks.trending_ranking,
+                  search.popular_queries):
+        for _ in range(repeats):
+            began = time.perf_counter()
+            value._build()
+            times.setdefault(value.name, []).append((time.perf_counter() - began) * 1000)
+    return {name: statistics.median(found) for name, found in times.items()}
 
 
 def _impression_write_ms(rows: int = 100, repeats: int = 20) -> dict[str, float]:

@@ -2,16 +2,14 @@
 
 Filtering 50,000 candidates against the database on every request would dominate the request,
 so each process keeps the set of available product ids, their categories and the category names
-in memory, refreshed every CATALOG_REFRESH_SECONDS (one query for the products, one for the
-category names). The snapshot only narrows candidates: the products actually shown are fetched
-with an availability check (``fetch_products``), so a product that sold out a second ago is
-still never shown.
+in memory, rebuilt in the background every CATALOG_REFRESH_SECONDS (one query for the products,
+one for the category names; ``refreshed.py``). The snapshot only narrows candidates: the
+products actually shown are fetched with an availability check (``fetch_products``), so a
+product that sold out a second ago is still never shown.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -20,6 +18,7 @@ from django.db.models import Model, QuerySet
 
 from ..adapter import IN_CHUNK, get_adapter, resolve_lookup
 from ..conf import recs_settings
+from .refreshed import Refreshed
 
 
 @dataclass(frozen=True)
@@ -77,28 +76,9 @@ def build_snapshot() -> CatalogSnapshot:
     )
 
 
-class CatalogCache:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._snapshot: CatalogSnapshot | None = None
-        self._loaded_at = float("-inf")
-
-    def get(self) -> CatalogSnapshot:
-        if time.monotonic() - self._loaded_at >= recs_settings.CATALOG_REFRESH_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._loaded_at >= recs_settings.CATALOG_REFRESH_SECONDS:
-                    self._snapshot = build_snapshot()
-                    self._loaded_at = time.monotonic()
-        assert self._snapshot is not None
-        return self._snapshot
-
-    def invalidate(self) -> None:
-        """Rebuild on next use (tests; a shop may call it after a bulk catalogue import)."""
-        with self._lock:
-            self._snapshot, self._loaded_at = None, float("-inf")
-
-
-catalog = CatalogCache()
+catalog: Refreshed[CatalogSnapshot] = Refreshed(
+    build_snapshot, lambda: recs_settings.CATALOG_REFRESH_SECONDS, "catalogue snapshot"
+)
 
 
 def _reset(*, setting: str, **kwargs) -> None:

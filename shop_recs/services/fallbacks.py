@@ -3,15 +3,14 @@
 They serve a shop before its first model, a shopper with no history, a product the model has
 never seen, and the moments when the model is missing or broken: a page always gets a list.
 Popularity is a weighted count of recent events (a purchase says more than a view), computed by
-one aggregate query and kept in each process for POPULARITY_REFRESH_SECONDS.
+one aggregate query and kept in each process, rebuilt in the background every
+POPULARITY_REFRESH_SECONDS (``refreshed.py``).
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-import threading
-import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -24,6 +23,7 @@ from ..conf import recs_settings
 from ..models import Event, EventKind
 from .catalog import CatalogSnapshot
 from .items import Candidate, Reason
+from .refreshed import Refreshed
 
 logger = logging.getLogger(__name__)
 
@@ -50,38 +50,23 @@ def weighted_counts(since: timedelta) -> dict[str, int]:
     return dict(rows)
 
 
-class _Ranking:
-    """Product ids best first with their scores, recomputed at most every refresh interval."""
-
-    def __init__(self, window: str) -> None:
-        self.window = window
-        self._lock = threading.Lock()
-        self._computed_at = float("-inf")
-        self._ranked: list[tuple[str, int]] = []
-
-    def _since(self) -> timedelta:
-        if self.window == "trending":
-            return timedelta(hours=recs_settings.TRENDING_HOURS)
-        return timedelta(days=recs_settings.POPULAR_DAYS)
-
-    def get(self) -> list[tuple[str, int]]:
-        if time.monotonic() - self._computed_at >= recs_settings.POPULARITY_REFRESH_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._computed_at >= (
-                    recs_settings.POPULARITY_REFRESH_SECONDS
-                ):
-                    counts = weighted_counts(self._since())
-                    self._ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                    self._computed_at = time.monotonic()
-        return self._ranked
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._computed_at = float("-inf")
+def _ranked(since: timedelta) -> list[tuple[str, int]]:
+    """Product ids best first with their scores (ties by id)."""
+    return sorted(weighted_counts(since).items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-popular_ranking = _Ranking("popular")
-trending_ranking = _Ranking("trending")
+def _refresh_seconds() -> float:
+    return recs_settings.POPULARITY_REFRESH_SECONDS
+
+
+popular_ranking: Refreshed[list[tuple[str, int]]] = Refreshed(
+    lambda: _ranked(timedelta(days=recs_settings.POPULAR_DAYS)), _refresh_seconds,
+    "popularity ranking",
+)
+trending_ranking: Refreshed[list[tuple[str, int]]] = Refreshed(
+    lambda: _ranked(timedelta(hours=recs_settings.TRENDING_HOURS)), _refresh_seconds,
+    "trending ranking",
+)
 
 
 def trending(snapshot: CatalogSnapshot, k: int) -> list[Candidate]:

@@ -49,6 +49,7 @@ from .catalog import CatalogSnapshot, catalog, categories_of
 from .feedback import record_impression
 from .items import Candidate, Reason, RecommendationList
 from .recommendations import _assemble, _Computed, active_model, clamp_limit, known_items
+from .refreshed import Refreshed
 from .rules import Rules, apply_rules, hides_purchases
 from .shopper import History, Shopper, load_history, purchased_products
 
@@ -441,29 +442,6 @@ def record_search(request: HttpRequest, results: SearchResults, *, channel: str)
     record_impression(request, results.results, channel=channel)
 
 
-class _PopularQueries:
-    """Past queries, most searched first, recomputed at most every POPULARITY_REFRESH_SECONDS."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queries: list[str] = []
-        self._computed_at = float("-inf")
-
-    def get(self) -> list[str]:
-        if time.monotonic() - self._computed_at >= recs_settings.POPULARITY_REFRESH_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._computed_at >= (
-                    recs_settings.POPULARITY_REFRESH_SECONDS
-                ):
-                    self._queries = _popular_queries()
-                    self._computed_at = time.monotonic()
-        return self._queries
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._computed_at = float("-inf")
-
-
 def _popular_queries() -> list[str]:
     """Queries of the last SEARCH_SUGGESTION_DAYS typed by enough different shoppers."""
     since = timezone.now() - timedelta(days=recs_settings.SEARCH_SUGGESTION_DAYS)
@@ -482,7 +460,10 @@ def _popular_queries() -> list[str]:
     return list(rows)
 
 
-popular_queries = _PopularQueries()
+# Past queries, most searched first, rebuilt in the background every POPULARITY_REFRESH_SECONDS.
+popular_queries: Refreshed[list[str]] = Refreshed(
+    _popular_queries, lambda: recs_settings.POPULARITY_REFRESH_SECONDS, "popular queries"
+)
 
 
 def suggest(prefix: Any, limit: int | None = None) -> list[str]:

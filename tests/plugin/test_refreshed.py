@@ -1,0 +1,139 @@
+"""Per-process values rebuilt in the background: after the first build no caller waits for one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from shop_recs.services.catalog import catalog
+from shop_recs.services.refreshed import Refreshed
+
+WAIT = 5.0  # seconds a test waits for a background rebuild before it fails
+
+
+class Builds:
+    """A build function that counts its calls and, when asked, blocks until released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.hold = threading.Event()
+        self.hold.set()
+        self.started = threading.Event()
+        self.fail = False
+
+    def __call__(self) -> int:
+        self.calls += 1
+        self.started.set()
+        assert self.hold.wait(WAIT), "the test never released the build"
+        if self.fail:
+            raise RuntimeError("the database is gone")
+        return self.calls
+
+
+def settled(value: Refreshed, expected: int) -> bool:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if value._value == expected and not value._rebuilding:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_first_use_builds_and_later_uses_reuse_it() -> None:
+    build = Builds()
+    value = Refreshed(build, lambda: 3600, "test value")
+    assert value.get() == 1 and value.get() == 1
+    assert build.calls == 1
+
+
+def test_an_old_value_is_served_while_one_rebuild_runs_in_the_background() -> None:
+    build = Builds()
+    max_age = [3600.0]
+    value = Refreshed(build, lambda: max_age[0], "test value")
+    assert value.get() == 1
+    build.hold.clear()
+    build.started.clear()
+    max_age[0] = 0.0  # the value is now too old
+    assert value.get() == 1  # returns at once, the rebuild blocked in its thread
+    assert build.started.wait(WAIT)
+    assert [value.get() for _ in range(5)] == [1] * 5  # no second rebuild meanwhile
+    assert build.calls == 2
+    build.hold.set()
+    assert settled(value, 2)
+    max_age[0] = 3600.0
+    assert value.get() == 2 and build.calls == 2
+
+
+def test_a_failed_rebuild_keeps_the_old_value_and_is_tried_an_interval_later(caplog) -> None:
+    build = Builds()
+    max_age = [3600.0]
+    value = Refreshed(build, lambda: max_age[0], "test value")
+    assert value.get() == 1
+    build.fail = True
+    max_age[0] = 0.0
+    with caplog.at_level(logging.ERROR, logger="shop_recs"):
+        assert value.get() == 1
+        assert settled(value, 1) and build.calls == 2
+    assert "rebuilding the test value failed; keeping the old one" in caplog.text
+    max_age[0] = 60.0
+    assert value.get() == 1 and build.calls == 2  # the failure counts as a fresh try
+    build.fail, max_age[0] = False, 0.0
+    value.get()
+    assert settled(value, 3)
+
+
+def test_a_value_invalidated_during_a_rebuild_is_built_afresh() -> None:
+    build = Builds()
+    max_age = [0.0]
+    value = Refreshed(build, lambda: max_age[0], "test value")
+    assert value.get() == 1
+    build.hold.clear()
+    build.started.clear()
+    value.get()  # starts a rebuild from the data as it was
+    assert build.started.wait(WAIT)
+    value.invalidate()  # the data changed
+    max_age[0] = 3600.0
+    build.hold.set()
+    assert value.get() == 3  # built now, in this call; the rebuild's 2 is discarded
+    time.sleep(0.05)
+    assert value.get() == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_can_rebuild_although_its_parent_was_rebuilding() -> None:
+    build = Builds()
+    value = Refreshed(build, lambda: 0.0, "test value")
+    assert value.get() == 1
+    build.hold.clear()
+    build.started.clear()
+    value.get()
+    assert build.started.wait(WAIT)  # the parent's rebuild is under way
+    child = os.fork()
+    if child == 0:  # the child has no rebuild thread: it must be able to start its own
+        build.hold.set()
+        value.get()
+        os._exit(0 if settled(value, 3) else 1)
+    _, status = os.waitpid(child, 0)
+    build.hold.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_catalogue_snapshot_is_rebuilt_from_the_database_in_a_thread(transactional_db, shop,
+                                                                          settings) -> None:
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "CATALOG_REFRESH_SECONDS": 0}
+    tea = str(shop.green_tea.pk)
+    assert tea in catalog.get().available
+    shop.green_tea.active = False
+    shop.green_tea.save()
+    assert tea in catalog.get().available  # the old snapshot, while the new one is built
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and (tea in catalog._value.available or
+                                           catalog._rebuilding):
+        time.sleep(0.01)
+    assert tea not in catalog.get().available
+    while catalog._rebuilding:  # let the last rebuild close its connection
+        time.sleep(0.01)
