@@ -98,13 +98,14 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_SECONDS": 300,
     # How many of the shopper's latest events the model reads.
     "HISTORY_LENGTH": 50,
-    # Seconds each web process keeps its snapshot of available products and their categories.
-    # Lists are re-checked against the database when rendered, so a product that sells out
-    # between refreshes is still never shown.
+    # Seconds each web process keeps its snapshot of available products and their categories
+    # before it rebuilds it in a background thread (requests meanwhile use the old one). Lists
+    # are re-checked against the database when rendered, so a product that sells out between
+    # refreshes is still never shown.
     "CATALOG_REFRESH_SECONDS": 60,
     # Fallback lists when there is no usable model: "popular" counts the last POPULAR_DAYS days
-    # of events, "trending" the last TRENDING_HOURS hours; each process recomputes them at most
-    # every POPULARITY_REFRESH_SECONDS (one aggregate query over the window).
+    # of events, "trending" the last TRENDING_HOURS hours; each process recomputes them in a
+    # background thread every POPULARITY_REFRESH_SECONDS (one aggregate query over the window).
     "POPULAR_DAYS": 30,
     "TRENDING_HOURS": 48,
     "POPULARITY_REFRESH_SECONDS": 600,
