@@ -27,11 +27,12 @@ class Builds:
 
     def __call__(self) -> int:
         self.calls += 1
+        number = self.calls  # the value this build makes
         self.started.set()
         assert self.hold.wait(WAIT), "the test never released the build"
         if self.fail:
             raise RuntimeError("the database is gone")
-        return self.calls
+        return number
 
 
 def settled(value: Refreshed, expected: int) -> bool:
@@ -43,23 +44,33 @@ def settled(value: Refreshed, expected: int) -> bool:
     return False
 
 
+def built_once() -> tuple[Builds, list[float], Refreshed]:
+    """A value built once (it is 1), with the age limit the test sets through the list."""
+    build, max_age = Builds(), [3600.0]
+    value = Refreshed(build, lambda: max_age[0], "test value")
+    assert value.get() == 1
+    return build, max_age, value
+
+
+def start_a_blocked_rebuild(build: Builds, max_age: list[float], value: Refreshed) -> None:
+    """Make the value too old; the next caller gets it at once and starts a rebuild, which
+    waits for ``build.hold``."""
+    build.hold.clear()
+    build.started.clear()
+    max_age[0] = 0.0
+    assert value.get() == 1
+    assert build.started.wait(WAIT)
+
+
 def test_the_first_use_builds_and_later_uses_reuse_it() -> None:
-    build = Builds()
-    value = Refreshed(build, lambda: 3600, "test value")
-    assert value.get() == 1 and value.get() == 1
+    build, _, value = built_once()
+    assert value.get() == 1
     assert build.calls == 1
 
 
 def test_an_old_value_is_served_while_one_rebuild_runs_in_the_background() -> None:
-    build = Builds()
-    max_age = [3600.0]
-    value = Refreshed(build, lambda: max_age[0], "test value")
-    assert value.get() == 1
-    build.hold.clear()
-    build.started.clear()
-    max_age[0] = 0.0  # the value is now too old
-    assert value.get() == 1  # returns at once, the rebuild blocked in its thread
-    assert build.started.wait(WAIT)
+    build, max_age, value = built_once()
+    start_a_blocked_rebuild(build, max_age, value)
     assert [value.get() for _ in range(5)] == [1] * 5  # no second rebuild meanwhile
     assert build.calls == 2
     build.hold.set()
@@ -69,10 +80,7 @@ def test_an_old_value_is_served_while_one_rebuild_runs_in_the_background() -> No
 
 
 def test_a_failed_rebuild_keeps_the_old_value_and_is_tried_an_interval_later(caplog) -> None:
-    build = Builds()
-    max_age = [3600.0]
-    value = Refreshed(build, lambda: max_age[0], "test value")
-    assert value.get() == 1
+    build, max_age, value = built_once()
     build.fail = True
     max_age[0] = 0.0
     with caplog.at_level(logging.ERROR, logger="shop_recs"):
@@ -87,31 +95,19 @@ def test_a_failed_rebuild_keeps_the_old_value_and_is_tried_an_interval_later(cap
 
 
 def test_a_value_invalidated_during_a_rebuild_is_built_afresh() -> None:
-    build = Builds()
-    max_age = [0.0]
-    value = Refreshed(build, lambda: max_age[0], "test value")
-    assert value.get() == 1
-    build.hold.clear()
-    build.started.clear()
-    value.get()  # starts a rebuild from the data as it was
-    assert build.started.wait(WAIT)
+    build, max_age, value = built_once()
+    start_a_blocked_rebuild(build, max_age, value)  # from the data as it was
     value.invalidate()  # the data changed
     max_age[0] = 3600.0
     build.hold.set()
-    assert value.get() == 3  # built now, in this call; the rebuild's 2 is discarded
-    time.sleep(0.05)
-    assert value.get() == 3
+    assert value.get() == 3  # built now, in this call
+    assert settled(value, 3)  # the rebuild ended, and its 2 was discarded
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_can_rebuild_although_its_parent_was_rebuilding() -> None:
-    build = Builds()
-    value = Refreshed(build, lambda: 0.0, "test value")
-    assert value.get() == 1
-    build.hold.clear()
-    build.started.clear()
-    value.get()
-    assert build.started.wait(WAIT)  # the parent's rebuild is under way
+    build, max_age, value = built_once()
+    start_a_blocked_rebuild(build, max_age, value)
     child = os.fork()
     if child == 0:  # the child has no rebuild thread: it must be able to start its own
         build.hold.set()
