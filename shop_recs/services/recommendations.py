@@ -3,9 +3,10 @@
 Each list is made in three steps:
 
 1. **candidates**: the model's ranking for the shopper's live history or for a product, or a
-   fallback when there is no usable model. Lists shared by many requests (a product's, a
-   newcomer's) are cached under a key that holds the model version, so a newly activated model
-   gives new lists at once; a personal list is made from the live history on every request;
+   fallback when there is no usable model. Lists shared by many requests (bought together, a
+   fallback's, a newcomer's) are cached under a key that holds the model version, so a newly
+   activated model gives new lists at once; a personal list is made from the live history on
+   every request, and the model's similar products from the neighbours it keeps;
 2. **rules** (every request, cheap): availability, exclusions, purchases, category, the shop's
    rerank hook, the per-category cap (``rules.py``);
 3. **items** (every request, one query): the host's product instances, re-checked for
@@ -163,7 +164,12 @@ def similar(
         _log_fallback(placement, model)
         return _Computed(_popular_near(anchor, snapshot, pool), "popular")
 
-    computed = cached(_key(placement, anchor, _version(model), category, pool), compute)
+    # The model keeps each product's nearest neighbours in this process: its answer is cheaper
+    # than a miss in the shared cache (a read and a write), so only fallbacks are shared.
+    if model is not None and anchor in known_items(model):
+        computed = compute()
+    else:
+        computed = cached(_key(placement, anchor, _version(model), category, pool), compute)
     return _personalised(placement, computed, shopper, snapshot, limit, exclude, category,
                          known=_given(product, anchor))
 
