@@ -405,8 +405,10 @@ def _full_collection_ms() -> tuple[float, float]:
 
 
 def _rebuild_ms(repeats: int = 5) -> dict[str, float]:
-    """Median time of one rebuild of each per-process value a web process refreshes in the
-    background (``shop_recs.services.refreshed``): time that, before, one request waited."""
+    """Median time of one rebuild of the per-process values that the recommendation lists read
+    and that a web process now refreshes in the background (``shop_recs.services.refreshed``):
+    time that, before, one request waited. (The search index was rebuilt in the background
+    already.)"""
     from shop_recs.services import fallbacks, search
     from shop_recs.services.catalog import catalog
 

@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connection, connections
+from django.db import DatabaseError, connection
 from django.db.models import CharField, Count
 from django.db.models.functions import Cast, Coalesce, Lower
 from django.http import HttpRequest
@@ -110,7 +110,8 @@ class SearchIndex:
     suggester: Suggester
     model_version_id: int | None
     available: frozenset[str]
-    built_at: float = field(default_factory=time.monotonic)
+    # The catalogue snapshot whose products were last found equal to these (``_outdated``).
+    checked_against: CatalogSnapshot | None = None
     # Set while products without an embedding are being embedded in the background.
     embedding: threading.Thread | None = None
 
@@ -227,74 +228,33 @@ def _encode(texts: list[str]) -> np.ndarray:
     return encoder.encode(texts)
 
 
-class SearchIndexHolder:
-    """Each process's index: built on first use (that request waits), then rebuilt in a
-    background thread when the available products or the active model change, or every
-    SEARCH_INDEX_REFRESH_SECONDS (for edited texts); searches use the previous index meanwhile.
-    """
+def _current_index() -> SearchIndex:
+    snapshot = catalog.get()
+    index = build_index(active_model())
+    index.checked_against = snapshot
+    return index
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._index: SearchIndex | None = None
-        self._snapshot: CatalogSnapshot | None = None
-        self._rebuilding: threading.Thread | None = None
 
-    def get(self) -> SearchIndex:
-        model = active_model()
-        snapshot = catalog.get()
-        with self._lock:
-            if self._index is None:
-                self._index, self._snapshot = build_index(model), snapshot
-            elif self._rebuilding is None and self._is_stale(self._index, snapshot, model):
-                self._rebuilding = threading.Thread(
-                    target=self._rebuild_in_background, args=(model, snapshot),
-                    name="shop-recs-search-index", daemon=True,
-                )
-                self._rebuilding.start()
-            return self._index
-
-    def rebuild(self) -> SearchIndex:
-        """Build a fresh index now (a shop may call it after a bulk catalogue import)."""
-        model, snapshot = active_model(), catalog.get()
-        index = build_index(model)
-        with self._lock:
-            self._index, self._snapshot = index, snapshot
-        return index
-
-    def _rebuild_in_background(self, model: LoadedModel | None,
-                               snapshot: CatalogSnapshot) -> None:
-        try:
-            index = build_index(model)
-        except Exception:
-            logger.exception("shop_recs: rebuilding the search index failed; keeping the old one")
-            index = None
-        finally:
-            connections.close_all()  # this thread's connections only
-        with self._lock:
-            if index is not None:
-                self._index, self._snapshot = index, snapshot
-            self._rebuilding = None
-
-    def _is_stale(self, index: SearchIndex, snapshot: CatalogSnapshot,
-                  model: LoadedModel | None) -> bool:
-        if (model.version_id if model is not None else None) != index.model_version_id:
+def _outdated(index: SearchIndex) -> bool:
+    """A new active model version, or available products that changed since it was built."""
+    model = active_model()
+    if (model.version_id if model is not None else None) != index.model_version_id:
+        return True
+    snapshot = catalog.get()
+    if snapshot is not index.checked_against:  # a new snapshot: compare its products once
+        if snapshot.available != index.available:
             return True
-        if time.monotonic() - index.built_at >= recs_settings.SEARCH_INDEX_REFRESH_SECONDS:
-            return True
-        # A new snapshot object (every CATALOG_REFRESH_SECONDS): compare its products once.
-        if snapshot is not self._snapshot:
-            if snapshot.available != index.available:
-                return True
-            self._snapshot = snapshot
-        return False
-
-    def invalidate(self) -> None:
-        """Forget the index: the next search builds one (tests; settings changes)."""
-        with self._lock:
-            self._index, self._snapshot = None, None
+        index.checked_against = snapshot
+    return False
 
 
-search_index = SearchIndexHolder()
+# Each process's index: built on first use (that request waits), then rebuilt in a background
+# thread when the active model or the available products change, or every
+# SEARCH_INDEX_REFRESH_SECONDS (for edited texts); searches use the previous index meanwhile.
+search_index: Refreshed[SearchIndex] = Refreshed(
+    _current_index, lambda: recs_settings.SEARCH_INDEX_REFRESH_SECONDS, "search index",
+    outdated=_outdated,
+)
 
 
 # --- Searching --------------------------------------------------------------------------------

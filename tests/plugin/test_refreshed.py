@@ -79,6 +79,15 @@ def test_an_old_value_is_served_while_one_rebuild_runs_in_the_background() -> No
     assert value.get() == 2 and build.calls == 2
 
 
+def test_an_outdated_value_is_rebuilt_whatever_its_age() -> None:
+    build, outdated = Builds(), [False]
+    value = Refreshed(build, lambda: 3600, "test value", outdated=lambda v: outdated[0])
+    assert value.get() == 1 and value.get() == 1 and build.calls == 1
+    outdated[0] = True  # e.g. a new model version
+    assert value.get() == 1  # the old value meanwhile
+    assert settled(value, 2)
+
+
 def test_a_failed_rebuild_keeps_the_old_value_and_is_tried_an_interval_later(caplog) -> None:
     build, max_age, value = built_once()
     build.fail = True
