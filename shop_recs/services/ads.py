@@ -375,7 +375,7 @@ class AdClickData:
 
 def make_ad_token(campaign_id: int, placement: str, impression_id: str, position: int) -> str:
     payload = [campaign_id, placement, impression_id, position, int(time.time())]
-    return signing.dumps(payload, salt=AD_SALT, compress=True)
+    return signing.dumps(payload, salt=AD_SALT)  # too short to shrink: not compressed
 
 
 def read_ad_token(token: str, *, max_age: float) -> tuple[AdClickData, bool]:

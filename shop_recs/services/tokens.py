@@ -32,7 +32,9 @@ class ClickData:
 def make_click_token(data: ClickData) -> str:
     payload = [data.product_id, data.placement, data.model_version, data.impression_id,
                data.position, int(time.time())]
-    return signing.dumps(payload, salt=SALT, compress=True)
+    # Not compressed: a payload this short never shrinks, and the attempt cost more than the
+    # signature. ``loads`` reads compressed tokens too (those made by earlier releases).
+    return signing.dumps(payload, salt=SALT)
 
 
 def read_click_token(token: str, *, max_age: float) -> tuple[ClickData, bool]:
