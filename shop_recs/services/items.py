@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.db.models import Model
-from django.urls import NoReverseMatch, reverse
+from django.urls import (
+    NoReverseMatch,
+    URLResolver,
+    get_resolver,
+    get_script_prefix,
+    get_urlconf,
+    reverse,
+)
 
 TITLE_CHARS = 60
 
@@ -113,14 +121,27 @@ def click_links() -> Callable[[str, str], str]:
     records the click and redirects to the product; the product's own URL when the shop has not
     routed the endpoint.
 
-    The endpoint's URL is reversed once per list, not once per item: a signed token is made of
-    characters that a URL carries as they are, so the token takes the place of a stand-in.
+    The endpoint's URL is reversed once per URLconf and script prefix, not once per item: a
+    signed token is made of characters that a URL carries as they are, so the token takes the
+    place of a stand-in.
     """
-    try:
-        head, tail = reverse("shop_recs:click", args=[_TOKEN_SLOT]).rsplit(_TOKEN_SLOT, 1)
-    except NoReverseMatch:
+    parts = _click_url_parts(get_resolver(get_urlconf()), get_script_prefix())
+    if parts is None:
         return lambda token, product_url: product_url
+    head, tail = parts
     return lambda token, product_url: f"{head}{token}{tail}"
+
+
+@lru_cache(maxsize=8)
+def _click_url_parts(resolver: URLResolver, script_prefix: str) -> tuple[str, str] | None:
+    """The click URL before and after the token; None when the endpoint is not routed. Keyed by
+    the resolver, which Django replaces when the URLconf changes (``clear_url_caches``)."""
+    try:
+        url = reverse("shop_recs:click", urlconf=resolver.urlconf_name, args=[_TOKEN_SLOT])
+    except NoReverseMatch:
+        return None
+    head, tail = url.rsplit(_TOKEN_SLOT, 1)
+    return head, tail
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.core import signing
 from django.test import RequestFactory
-from django.urls import reverse
+from django.urls import reverse, set_script_prefix
 from django.utils import timezone
 
 from shop_recs.models import Event, EventKind
@@ -57,6 +57,21 @@ class TestClickEndpoint:
         assert items and all(item.click_url == item.product_url ==
                              recs_shop.product(item.product_id).get_absolute_url()
                              for item in items)
+
+    def test_links_follow_the_script_prefix_and_urlconf_of_each_request(
+        self, recs_shop, active_model, settings
+    ) -> None:
+        shopper = Shopper.for_user(recs_shop.alice)
+        assert similar(21, shopper, 2).items[0].click_url.startswith("/recs/click/")
+        set_script_prefix("/shop/")  # a shop mounted below the site's root
+        try:
+            item = similar(21, shopper, 2).items[0]
+            assert item.click_url == f"/shop/recs/click/{item.click_token}/"
+        finally:
+            set_script_prefix("/")
+        settings.ROOT_URLCONF = "tests.plugin.urls_without_the_plugin"
+        item = similar(21, shopper, 2).items[0]
+        assert item.click_url == item.product_url
 
     def test_a_guest_click_is_recorded_for_the_session(self, client, recs_shop) -> None:
         response = client.get(f"/recs/click/{token_for('11')}/")
