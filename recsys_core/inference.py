@@ -333,11 +333,10 @@ class Recommender:
 
     def _top(self, scores: np.ndarray, k: int, history: np.ndarray) -> list[Scored]:
         """The k best finite scores, best first, each with its supporting history item."""
-        finite = np.isfinite(scores)
-        k = min(k, int(finite.sum()))
-        if k == 0:
+        top = best_first(scores, min(k, len(scores)))
+        top = top[np.isfinite(scores[top])]  # excluded items (-inf) come last: drop them
+        if not len(top):
             return []
-        top = best_first(scores, k)
         reasons = self._reasons(top, history)
         return [
             Scored(self._item_ids[i - 1], float(scores[i]), reason)
