@@ -20,7 +20,9 @@
 5. checks that the impressions of the timed requests were all stored once the server stopped;
 6. times a full garbage collection with and without the freeze, the writing of a batch of
    impressions as a COPY and as a multi-row INSERT, and one rebuild of each value a web process
-   refreshes in the background (the catalogue snapshot, the popularity rankings).
+   refreshes in the background (the catalogue snapshot, the popularity rankings);
+7. times a fixed Python job on the idle machine before and after the run: the machine's speed,
+   which on a shared VM moves from run to run and moves every latency with it.
 
 Prints a table, appends it to BENCHMARKS.md, and ends with
 ``RESULT foryou_p99_ms=<x> similar_p99_ms=<x> rps=<x> tag_ms=<x>``.
@@ -30,6 +32,7 @@ Target on a 2-core machine: p99 <= 30 ms at 200 requests/s, <= 5 ms per tag.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     from shop_recs.services.copurchase import count_co_purchases
 
     machine = machine_description()
+    speed_before = _reference_ms()
     _build_shop(args)
     version = _model(args)
     began = time.perf_counter()
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     collection_ms, frozen_collection_ms = _full_collection_ms()
     impression_write = _impression_write_ms()
     rebuilds = _rebuild_ms()
+    speed_after = _reference_ms()
 
     rows = [
         [name, f"{r.achieved_rate:.0f}", len(r.latencies_ms), sum(r.errors.values()),
@@ -188,7 +193,10 @@ def main(argv: list[str] | None = None) -> None:
             + ", ".join(f"{ms:.1f} ms of CPU as {name}" for name, ms in impression_write.items())
             + " (the plugin writes by COPY). One rebuild of what each web process refreshes in "
             "a background thread, median of 5: "
-            + ", ".join(f"{name} {ms:.0f} ms" for name, ms in rebuilds.items()) + ".",
+            + ", ".join(f"{name} {ms:.0f} ms" for name, ms in rebuilds.items()) + ". "
+            f"The machine's speed (a fixed single-threaded Python job, median of 11, on the idle "
+            f"machine): {speed_before:.0f} ms before the run, {speed_after:.0f} ms after it; "
+            "compare runs on a shared machine by it.",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
@@ -388,6 +396,24 @@ def _time_tags(products: list[str], pages: int = 300,
                 if "data-placement=" not in html:
                     raise RuntimeError(f"{name} rendered no list for product {product.pk}")
     return timings
+
+
+def _reference_ms(repeats: int = 11) -> float:
+    """Wall time of a fixed single-threaded Python job (a dict, a sort, strings, like a web
+    request's work; no garbage collection), median of ``repeats``: a shared VM's speed moves
+    from run to run, and latency figures mean little without it."""
+    times = []
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            began = time.perf_counter()
+            table = {f"product-{i}": i * 7919 % 100_003 for i in range(50_000)}
+            ranked = sorted(table.items(), key=lambda pair: pair[1])
+            ",".join(key for key, _ in ranked[:10_000])
+            times.append((time.perf_counter() - began) * 1000)
+    finally:
+        gc.enable()
+    return statistics.median(times)
 
 
 def _full_collection_ms() -> tuple[float, float]:
