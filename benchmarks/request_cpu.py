@@ -1,0 +1,166 @@
+"""Where the CPU time of one GET for-you goes: each part of the request, timed in-process.
+
+    python -m benchmarks.request_cpu [--requests 2000] [--database shop_recs_bench_serving]
+
+Runs on the database and model that ``python -m benchmarks.serving`` built (run that first).
+Sends GET for-you requests (token auth, ``?limit=8``, spread over 3,000 shoppers with a history)
+through Django's WSGI handler in this process, with no HTTP server and no other load, and adds up
+the CPU time of this thread spent in each part of the request: the parts are timed by wrapping
+the functions that do them, and "the rest" is Django, DRF and the middleware around them. The
+serving benchmark's web CPU per request (from /proc, under load, the HTTP server included) is
+higher; this splits it so that the next change goes where the time is.
+
+Prints a table, appends it to BENCHMARKS.md, and ends with ``RESULT cpu_ms=<x>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="timed requests")
+    parser.add_argument("--database", default="shop_recs_bench_serving")
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
+        "DATABASE_URL": f"{args.postgres}/{args.database}",
+        "REDIS_CACHE_URL": args.redis,
+        "DJANGO_DEBUG": "0",
+        "SHOP_RECS_VAR_DIR": str(REPO / "var" / "bench-serving"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    })
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from benchmarks._report import machine_description, publish
+    from benchmarks.serving import _tokens
+    from shop_recs.services.recommendations import active_model
+
+    model = active_model()
+    if model is None:
+        sys.exit("No active model in this database: run `python -m benchmarks.serving` first.")
+    machine = machine_description()
+    app = WSGIHandler()
+    requests = [f"Token {key}" for key in _tokens(3000)]
+    first = _get(app, requests[0])
+    if b'"source":"model"' not in first.replace(b" ", b""):
+        sys.exit(f"The for-you list did not come from the model: {first[:200]!r}")
+
+    for authorization in requests[:300]:  # warm-up: the catalogue snapshot, rankings, caches
+        _get(app, authorization)
+    spent: Counter[str] = Counter()
+    with _timed_parts(spent, model):
+        began = time.thread_time_ns()
+        for number in range(args.requests):
+            _get(app, requests[number % len(requests)])
+        total = time.thread_time_ns() - began
+
+    per_request = {part: ns / args.requests / 1e6 for part, ns in spent.items()}
+    per_request["the rest (Django, DRF, middleware)"] = (
+        (total - sum(spent.values())) / args.requests / 1e6
+    )
+    total_ms = total / args.requests / 1e6
+    rows = [[part, f"{ms:.3f}", f"{ms / total_ms:.0%}"]
+            for part, ms in sorted(per_request.items(), key=lambda kv: -kv[1])]
+    rows.append(["whole request", f"{total_ms:.3f}", "100%"])
+    publish(
+        "CPU time of one GET for-you, by part (in-process)",
+        ["part", "ms per request", "share"],
+        rows,
+        machine=machine,
+        started=started,
+        notes=[
+            f"{args.requests} requests on the serving benchmark's database ({args.database}), "
+            f"model {model.label}; token auth, limit 8, over {len(requests)} shoppers with a "
+            "history; Django's WSGI handler in this process, no HTTP server, no other load. "
+            "CPU time of this thread (time.thread_time), summed per part over the requests."
+        ],
+    )
+    print(f"RESULT cpu_ms={total_ms:.2f}")
+
+
+def _get(app: Callable[..., Any], authorization: str) -> bytes:
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": "/recs/api/for-you/", "QUERY_STRING": "limit=8",
+        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1", "HTTP_AUTHORIZATION": authorization,
+        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+    }
+    status: list[str] = []
+    body = b"".join(app(environ, lambda line, headers, exc_info=None: status.append(line)))
+    if not status[0].startswith("200"):
+        raise RuntimeError(f"GET for-you answered {status[0]}: {body[:300]!r}")
+    return body
+
+
+@contextlib.contextmanager
+def _timed_parts(spent: Counter[str], model: Any) -> Iterator[None]:
+    """Wrap the functions that do each part so that their thread CPU time adds up in `spent`
+    (none of them calls another: the parts do not overlap)."""
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.renderers import JSONRenderer
+
+    import shop_recs.api.views as views
+    import shop_recs.services.recommendations as recommendations
+    from shop_recs.adapter import get_adapter
+
+    parts = [
+        (TokenAuthentication, "authenticate", "token authentication (DRF, host's choice)"),
+        (views.RecsAPIView, "list_query", "query string validation"),
+        (recommendations, "load_history", "history read"),
+        (recommendations, "purchased_products", "purchased products"),
+        (model.recommender, "recommend", "model: top-k for the history"),
+        (recommendations, "apply_rules", "business rules"),
+        (recommendations, "fetch_products", "product instances (one query)"),
+        (recommendations, "make_click_token", "click tokens"),
+        (type(get_adapter()), "product_url", "product URLs (host's get_absolute_url)"),
+        (views, "record_impression", "impression queued"),
+        (views.ListSerializer, "of", "response body"),
+        (JSONRenderer, "render", "JSON rendering"),
+    ]
+    own = [(owner, name, vars(owner).get(name)) for owner, name, _ in parts]
+    for owner, name, label in parts:
+        setattr(owner, name, _timing(getattr(owner, name), label, spent))
+    try:
+        yield
+    finally:
+        for owner, name, original in own:
+            if original is None:  # it was inherited: uncover the parent's again
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+
+def _timing(function: Callable[..., Any], label: str, spent: Counter[str]) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        began = time.thread_time_ns()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[label] += time.thread_time_ns() - began
+
+    return timed
+
+
+if __name__ == "__main__":
+    main()
