@@ -23,10 +23,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.serving import _tokens, shop_environment
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,22 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    os.environ.update({
-        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
-        "DATABASE_URL": f"{args.postgres}/{args.database}",
-        "REDIS_CACHE_URL": args.redis,
-        "DJANGO_DEBUG": "0",
-        "SHOP_RECS_VAR_DIR": str(REPO / "var" / "bench-serving"),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    })
+    os.environ.update(shop_environment(f"{args.postgres}/{args.database}", args.redis))
     import django
 
     django.setup()
     from django.core.handlers.wsgi import WSGIHandler
 
     from benchmarks._report import machine_description, publish
-    from benchmarks.serving import _tokens
     from shop_recs.services.recommendations import active_model
 
     model = active_model()

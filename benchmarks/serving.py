@@ -81,13 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
-        "DATABASE_URL": f"{args.postgres}/{args.database}",
-        "REDIS_CACHE_URL": args.redis,
-        "DJANGO_DEBUG": "0",
-        "SHOP_RECS_VAR_DIR": str(REPO / "var" / "bench-serving"),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
+        **shop_environment(f"{args.postgres}/{args.database}", args.redis),
         "SHOP_RECS_SERVING_GC_FREEZE": "0" if args.no_gc_freeze else "1",
     }
     os.environ.update(env)
@@ -208,6 +202,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # --- Setup -------------------------------------------------------------------------------------
+
+
+def shop_environment(database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of the benchmark's shop (its settings, database, cache and model files),
+    for the server it starts and for any script that works on the same shop."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "benchmarks.serving_settings",
+        "DATABASE_URL": database_url,
+        "REDIS_CACHE_URL": redis_url,
+        "DJANGO_DEBUG": "0",
+        "SHOP_RECS_VAR_DIR": str(REPO / "var" / "bench-serving"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
 
 
 def _create_database(server: str, name: str) -> None:
