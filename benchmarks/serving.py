@@ -21,8 +21,9 @@
 6. times a full garbage collection with and without the freeze, the writing of a batch of
    impressions as a COPY and as a multi-row INSERT, and one rebuild of each value a web process
    refreshes in the background (the catalogue snapshot, the popularity rankings);
-7. times a fixed Python job on the idle machine before and after the run: the machine's speed,
-   which on a shared VM moves from run to run and moves every latency with it.
+7. times a fixed Python job on the idle machine before and after the run: the machine's speed
+   at rest, which on a shared VM moves from run to run (contention during a run moves the
+   latencies too, and shows only in the CPU time per request).
 
 Prints a table, appends it to BENCHMARKS.md, and ends with
 ``RESULT foryou_p99_ms=<x> similar_p99_ms=<x> rps=<x> tag_ms=<x>``.
@@ -188,9 +189,9 @@ def main(argv: list[str] | None = None) -> None:
             + " (the plugin writes by COPY). One rebuild of what each web process refreshes in "
             "a background thread, median of 5: "
             + ", ".join(f"{name} {ms:.0f} ms" for name, ms in rebuilds.items()) + ". "
-            f"The machine's speed (a fixed single-threaded Python job, median of 11, on the idle "
-            f"machine): {speed_before:.0f} ms before the run, {speed_after:.0f} ms after it; "
-            "compare runs on a shared machine by it.",
+            f"The machine's speed at rest (a fixed single-threaded Python job, median of 11): "
+            f"{speed_before:.0f} ms before the run, {speed_after:.0f} ms after it (a slower "
+            "machine shows here; contention that comes and goes during the run does not).",
         ],
     )
     foryou_p99 = results["GET for-you"].percentile(99)
@@ -426,8 +427,6 @@ def _reference_ms(repeats: int = 11) -> float:
 
 def _full_collection_ms() -> tuple[float, float]:
     """How long one full collection takes with nothing frozen, and with everything frozen."""
-    import gc
-
     gc.unfreeze()
     began = time.perf_counter()
     gc.collect()
