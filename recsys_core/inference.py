@@ -26,11 +26,13 @@ _NEIGHBOUR_LISTS = 4096  # items whose neighbours are kept (about 10 MB)
 
 
 def best_first(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k highest scores, highest first; equal scores in position order.
+    """Positions of the (at most) k highest finite scores, highest first; equal scores in
+    position order. -inf marks an excluded item: it is never returned.
 
     torch's top-k selection: on a catalogue-sized row it is faster than numpy's
     ``argpartition`` (``python -m benchmarks.recsys_speed`` times the calls that use it)."""
-    top = torch.topk(torch.from_numpy(scores), k).indices.numpy()
+    top = torch.topk(torch.from_numpy(scores), min(k, len(scores))).indices.numpy()
+    top = top[np.isfinite(scores[top])]  # excluded items come last in a top-k: drop them
     top.sort()
     return top[np.argsort(-scores[top], kind="stable")]
 
@@ -328,13 +330,12 @@ class Recommender:
     def _rank_neighbours(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The NEIGHBOURS closest items to item `index`, best first, and their cosines."""
         scores = self._cosines(index)
-        top = best_first(scores, min(NEIGHBOURS, int(np.isfinite(scores).sum())))
+        top = best_first(scores, NEIGHBOURS)
         return top, scores[top]
 
     def _top(self, scores: np.ndarray, k: int, history: np.ndarray) -> list[Scored]:
         """The k best finite scores, best first, each with its supporting history item."""
-        top = best_first(scores, min(k, len(scores)))
-        top = top[np.isfinite(scores[top])]  # excluded items (-inf) come last: drop them
+        top = best_first(scores, k)
         if not len(top):
             return []
         reasons = self._reasons(top, history)
