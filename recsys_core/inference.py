@@ -238,17 +238,20 @@ class Recommender:
         Unknown candidates score -inf; with no known history the score is log(1 + training
         count) when counts are known, else 0.
         """
-        items, item_kinds = self._encode(history, kinds)
-        if len(items):
-            row = self._scores([(items, item_kinds)])[0]
-        elif self._counts is not None:
-            row = np.log1p(self._counts)
-        else:
-            row = np.zeros(len(self._table))
+        row = self._row(history, kinds)
         positions = np.array([self._index.get(str(c), 0) for c in candidates], dtype=np.int64)
         scored = row[positions].astype(np.float32)
         scored[positions == 0] = -np.inf
         return scored
+
+    def score_all(self, history: Sequence[str], kinds: Sequence[str] | None = None) -> np.ndarray:
+        """Model scores of every item [n_items], aligned with `item_ids` (as `score` scores
+        them): for a whole-catalogue quantity, with no lookup per item."""
+        return self._row(history, kinds)[1:]
+
+    def positions(self, items: Iterable[str]) -> np.ndarray:
+        """Positions in `item_ids` of those of `items` this model knows (the rest dropped)."""
+        return self._known(items) - 1
 
     def as_score_fn(self, item_ids: Sequence[str]) -> ScoreFn:
         """This model as the evaluator's ScoreFn over another catalogue's internal indices.
@@ -288,6 +291,16 @@ class Recommender:
                 items.append(index)
                 item_kinds.append(kind)
         return np.array(items, dtype=np.int64), np.array(item_kinds, dtype=np.int64)
+
+    def _row(self, history: Sequence[str], kinds: Sequence[str] | None) -> np.ndarray:
+        """One shopper's scores [n_items + 1]; with no known history log(1 + training count)
+        when counts are known, else 0."""
+        items, item_kinds = self._encode(history, kinds)
+        if len(items):
+            return self._scores([(items, item_kinds)])[0]
+        if self._counts is not None:
+            return np.log1p(self._counts)
+        return np.zeros(len(self._table))
 
     def _scores(self, encoded: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Scores [B, n_items + 1]; rows of empty histories get training popularity."""

@@ -286,15 +286,11 @@ def _model_lifts(campaigns: list[AdCampaign], history: History, model: LoadedMod
                  snapshot: CatalogSnapshot) -> list[float]:
     """p(the ad's products | history) / (their share of the catalogue), p = softmax of the
     model's scores over every product it knows."""
-    item_ids = model.recommender.item_ids
-    scores = model.recommender.score(list(history.product_ids), item_ids,
-                                     kinds=list(history.kinds)).astype(np.float64)
-    known = np.isfinite(scores)
-    probability = np.zeros_like(scores)
-    probability[known] = np.exp(scores[known] - scores[known].max())
+    recommender = model.recommender
+    scores = recommender.score_all(list(history.product_ids),
+                                   kinds=list(history.kinds)).astype(np.float64)
+    probability = np.exp(scores - scores.max())
     probability /= probability.sum()
-    position = {item: i for i, item in enumerate(item_ids)}
-    n_known = int(known.sum())
     lifts = []
     for campaign in campaigns:
         if campaign.kind == AdCampaign.Kind.PRODUCT:
@@ -304,11 +300,11 @@ def _model_lifts(campaigns: list[AdCampaign], history: History, model: LoadedMod
                                     for c in campaign.target_categories))
         else:
             members = set()
-        rows = [position[m] for m in members if m in position]
-        if not rows:
+        rows = recommender.positions(members)
+        if not len(rows):
             lifts.append(1.0)  # untargeted, or nothing the model knows: neutral
             continue
-        lift = float(probability[rows].sum()) / (len(rows) / n_known)
+        lift = float(probability[rows].sum()) / (len(rows) / len(probability))
         lifts.append(min(MAX_LIFT, max(MIN_LIFT, lift)))
     return lifts
 

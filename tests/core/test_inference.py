@@ -161,6 +161,20 @@ def test_score_rerank_matches_recommend_and_marks_unknown_candidates(recommender
     assert scores[3] == -np.inf
 
 
+def test_score_all_is_every_item_in_item_id_order_and_positions_find_them(recommender):
+    history = ids(2, 3)
+    every = recommender.score_all(history)
+    assert every.shape == (len(recommender.item_ids),)
+    np.testing.assert_allclose(every, recommender.score(history, recommender.item_ids), rtol=1e-6)
+    wanted = ids(7, 1, 40)
+    positions = recommender.positions([*wanted, "missing"])
+    assert [recommender.item_ids[p] for p in positions] == wanted
+    np.testing.assert_allclose(every[positions], recommender.score(history, wanted), rtol=1e-6)
+    # A history the model does not know scores every item by its training popularity.
+    np.testing.assert_allclose(recommender.score_all(["missing"]),
+                               recommender.score(["missing"], recommender.item_ids))
+
+
 def test_cold_items_are_scored_by_their_text(recommender):
     # Cold items never occur in training; only their text tells their category.
     cold_category = SHOP.category[SHOP.cold]
