@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
 
-from benchmarks.request_cpu import _timing
-from benchmarks.serving import shop_environment
+from benchmarks._in_process import add_database_arguments, open_serving_database, split_rows, timing
 
 CAMPAIGN_PRODUCTS = 6
 CAMPAIGN_CATEGORIES = 4
@@ -36,27 +33,18 @@ class _RolledBack(Exception):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lists", type=int, default=300, help="timed ad lists")
-    parser.add_argument("--database", default="shop_recs_bench_serving")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    add_database_arguments(parser)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    os.environ.update(shop_environment(f"{args.postgres}/{args.database}", args.redis))
-    import django
-
-    django.setup()
+    model = open_serving_database(args)
     from django.db import transaction
 
     from benchmarks._report import machine_description, publish
     from shop_recs.models import Event
     from shop_recs.services.ads import recommended_ads
-    from shop_recs.services.recommendations import active_model
     from shop_recs.services.shopper import Shopper
 
-    model = active_model()
-    if model is None:
-        sys.exit("No active model in this database: run `python -m benchmarks.serving` first.")
     machine = machine_description()
     users = list(Event.objects.filter(user__isnull=False).order_by("user_id")
                  .values_list("user_id", flat=True).distinct()[: args.lists])
@@ -78,14 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     except _RolledBack:
         pass
 
-    per_list = {part: ns / args.lists / 1e6 for part, ns in spent.items()}
-    per_list["the rest (eligibility, ranking, tokens)"] = (
-        (total - sum(spent.values())) / args.lists / 1e6
-    )
-    total_ms = total / args.lists / 1e6
-    rows = [[part, f"{ms:.3f}", f"{ms / total_ms:.0%}"]
-            for part, ms in sorted(per_list.items(), key=lambda kv: -kv[1])]
-    rows.append(["whole ad list", f"{total_ms:.3f}", "100%"])
+    rows, total_ms = split_rows(spent, total, args.lists,
+                                "the rest (eligibility, ranking, tokens)", "whole ad list")
     ranked_by = ", ".join(f"{source} {count}" for source, count in sources.most_common())
     publish(
         "CPU time of one personalised ad list, by part (in-process)",
@@ -133,7 +115,7 @@ def _timed_parts(spent: Counter[str]) -> Iterator[None]:
     ]
     originals = {name: getattr(ads, name) for name, _ in parts}
     for name, label in parts:
-        setattr(ads, name, _timing(originals[name], label, spent))
+        setattr(ads, name, timing(originals[name], label, spent))
     try:
         yield
     finally:

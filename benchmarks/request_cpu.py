@@ -18,37 +18,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from benchmarks.serving import _tokens, shop_environment
+from benchmarks._in_process import add_database_arguments, open_serving_database, split_rows, timing
+from benchmarks.serving import _tokens
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="timed requests")
-    parser.add_argument("--database", default="shop_recs_bench_serving")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    add_database_arguments(parser)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    os.environ.update(shop_environment(f"{args.postgres}/{args.database}", args.redis))
-    import django
-
-    django.setup()
+    model = open_serving_database(args)
     from django.core.handlers.wsgi import WSGIHandler
 
     from benchmarks._report import machine_description, publish
-    from shop_recs.services.recommendations import active_model
 
-    model = active_model()
-    if model is None:
-        sys.exit("No active model in this database: run `python -m benchmarks.serving` first.")
     machine = machine_description()
     app = WSGIHandler()
     requests = [f"Token {key}" for key in _tokens(3000)]
@@ -65,14 +56,8 @@ def main(argv: list[str] | None = None) -> None:
             _get(app, requests[number % len(requests)])
         total = time.thread_time_ns() - began
 
-    per_request = {part: ns / args.requests / 1e6 for part, ns in spent.items()}
-    per_request["the rest (Django, DRF, middleware)"] = (
-        (total - sum(spent.values())) / args.requests / 1e6
-    )
-    total_ms = total / args.requests / 1e6
-    rows = [[part, f"{ms:.3f}", f"{ms / total_ms:.0%}"]
-            for part, ms in sorted(per_request.items(), key=lambda kv: -kv[1])]
-    rows.append(["whole request", f"{total_ms:.3f}", "100%"])
+    rows, total_ms = split_rows(spent, total, args.requests,
+                                "the rest (Django, DRF, middleware)", "whole request")
     publish(
         "CPU time of one GET for-you, by part (in-process)",
         ["part", "ms per request", "share"],
@@ -130,7 +115,7 @@ def _timed_parts(spent: Counter[str], model: Any) -> Iterator[None]:
     ]
     own = [(owner, name, vars(owner).get(name)) for owner, name, _ in parts]
     for owner, name, label in parts:
-        setattr(owner, name, _timing(getattr(owner, name), label, spent))
+        setattr(owner, name, timing(getattr(owner, name), label, spent))
     try:
         yield
     finally:
@@ -139,17 +124,6 @@ def _timed_parts(spent: Counter[str], model: Any) -> Iterator[None]:
                 delattr(owner, name)
             else:
                 setattr(owner, name, original)
-
-
-def _timing(function: Callable[..., Any], label: str, spent: Counter[str]) -> Callable[..., Any]:
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        began = time.thread_time_ns()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            spent[label] += time.thread_time_ns() - began
-
-    return timed
 
 
 if __name__ == "__main__":
