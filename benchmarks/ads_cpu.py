@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         notes=[
             f"{args.lists} ad lists (home placement) on the serving benchmark's database "
             f"({args.database}), model {model.label}; {CAMPAIGN_PRODUCTS} sponsored products "
-            f"and {CAMPAIGN_CATEGORIES} category campaigns (rolled back afterwards); "
+            f"and {CAMPAIGN_CATEGORIES} category campaigns, no frequency caps (rolled back "
+            "afterwards); "
             f"{len(shoppers)} shoppers with a history; lists ranked by: {ranked_by}. "
             "CPU time of this thread (time.thread_time), summed per part over the lists."
         ],
