@@ -137,11 +137,13 @@ class Recommender:
         *,
         kinds: Sequence[str] | None = None,
         exclude: Iterable[str] = (),
-        allowed: Iterable[str] | None = None,
+        allowed: Iterable[str] | np.ndarray | None = None,
         exclude_history: bool = True,
     ) -> list[Scored]:
         """Top-k items for one shopper; unknown history items and unknown kinds are ignored.
 
+        `allowed`: the only items that may be returned, as ids or as an `item_mask` (a set
+        that many requests share, such as the available products, is best resolved once).
         With no known history the ranking falls back to training popularity (no reason).
         """
         return self.recommend_batch(
@@ -160,7 +162,7 @@ class Recommender:
         *,
         kinds: Sequence[Sequence[str] | None] | None = None,
         excludes: Sequence[Iterable[str]] | None = None,
-        allowed: Iterable[str] | None = None,
+        allowed: Iterable[str] | np.ndarray | None = None,
         exclude_history: bool = True,
     ) -> list[list[Scored]]:
         """`recommend` for many shoppers, one Transformer pass per batch of shoppers."""
@@ -197,13 +199,14 @@ class Recommender:
         k: int = 10,
         *,
         exclude: Iterable[str] = (),
-        allowed: Iterable[str] | None = None,
+        allowed: Iterable[str] | np.ndarray | None = None,
     ) -> list[Scored]:
         """Items whose learned vectors are closest (cosine) to `item`; KeyError if unknown.
 
         The best NEIGHBOURS of an item are kept (least recently asked dropped first), so a
         product page's second list about the same product, or the next request for it, costs
-        no pass over the catalogue; a category filter or a long exclude list still makes one.
+        no pass over the catalogue; only when exclusions and `allowed` (ids or an `item_mask`)
+        leave fewer than k of the kept neighbours is the whole catalogue ranked again.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -211,15 +214,18 @@ class Recommender:
         if index is None:
             raise KeyError(f"unknown item {item!r}")
         excluded = self._known(exclude)
-        if allowed is None and k + len(excluded) <= NEIGHBOURS:
-            ranked, scores = self._neighbours(index)
-            keep = ~np.isin(ranked, excluded)
+        allowed_mask = self._allowed_mask(allowed)
+        ranked, scores = self._neighbours(index)
+        keep = ~np.isin(ranked, excluded)
+        if allowed_mask is not None:
+            keep &= allowed_mask[ranked]
+        # The kept list is every item's best NEIGHBOURS in order: enough of it left is exact.
+        if int(keep.sum()) >= k or len(ranked) < NEIGHBOURS:
             top = ranked[keep][:k]
             return [Scored(self._item_ids[i - 1], float(s), str(item))
                     for i, s in zip(top, scores[keep][:k], strict=True)]
         scores = self._cosines(index)
         scores[excluded] = -np.inf
-        allowed_mask = self._allowed_mask(allowed)
         if allowed_mask is not None:
             scores[~allowed_mask] = -np.inf
         return [
@@ -252,6 +258,13 @@ class Recommender:
     def positions(self, items: Iterable[str]) -> np.ndarray:
         """Positions in `item_ids` of those of `items` this model knows (the rest dropped)."""
         return self._known(items) - 1
+
+    def item_mask(self, items: Iterable[str]) -> np.ndarray:
+        """[n_items] booleans aligned with `item_ids`, True for those of `items` this model
+        knows: an `allowed` set resolved once, for the requests that share it."""
+        mask = np.zeros(len(self._item_ids), dtype=bool)
+        mask[self.positions(items)] = True
+        return mask
 
     def as_score_fn(self, item_ids: Sequence[str]) -> ScoreFn:
         """This model as the evaluator's ScoreFn over another catalogue's internal indices.
@@ -373,9 +386,18 @@ class Recommender:
             [self._index[i] for i in map(str, items) if i in self._index], dtype=np.int64
         )
 
-    def _allowed_mask(self, allowed: Iterable[str] | None) -> np.ndarray | None:
+    def _allowed_mask(self, allowed: Iterable[str] | np.ndarray | None) -> np.ndarray | None:
+        """`allowed` as booleans over the table's rows (row 0, the padding, never allowed)."""
         if allowed is None:
             return None
         mask = np.zeros(len(self._table), dtype=bool)
-        mask[self._known(allowed)] = True
+        if isinstance(allowed, np.ndarray):
+            if allowed.dtype != bool or allowed.shape != (len(self._item_ids),):
+                raise ValueError(
+                    f"an allowed mask must be {len(self._item_ids)} booleans (item_mask), got "
+                    f"{allowed.dtype} {allowed.shape}"
+                )
+            mask[1:] = allowed
+        else:
+            mask[self._known(allowed)] = True
         return mask

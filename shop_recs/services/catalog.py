@@ -10,8 +10,9 @@ product that sold out a second ago is still never shown.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from django.core.signals import setting_changed
 from django.db.models import Model, QuerySet
@@ -20,6 +21,8 @@ from ..adapter import IN_CHUNK, get_adapter, resolve_lookup
 from ..conf import recs_settings
 from .refreshed import Refreshed
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class CatalogSnapshot:
@@ -27,21 +30,22 @@ class CatalogSnapshot:
     category_of: Mapping[str, str | None]  # available product id -> category id
     category_names: Mapping[str, str]  # category id -> its label ("Tea")
     members: Mapping[str, frozenset[str]]  # category id -> its available product ids
-    # Derived per model version (model id -> the model's items that are not available).
-    _unavailable: dict[int, frozenset[str]] = field(default_factory=dict, compare=False)
+    # Values computed from this snapshot, kept as long as it is (see derived).
+    _derived: dict[Hashable, Any] = field(default_factory=dict, compare=False)
 
     def category_name(self, category: str | None) -> str:
         if category is None:
             return ""
         return self.category_names.get(category, category)
 
-    def unavailable_in(self, model_key: int, item_ids: Iterable[str]) -> frozenset[str]:
-        """The model's items that may not be shown (computed once per snapshot and model)."""
-        found = self._unavailable.get(model_key)
-        if found is None:
-            found = frozenset(item for item in item_ids if item not in self.available)
-            self._unavailable[model_key] = found
-        return found
+    def derived(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, once per snapshot: what requests derive from the catalogue (a model's
+        mask of the available products) is made again only when the snapshot is."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = compute()
+            return value
 
 
 def _category_labels(category_ids: set[str]) -> dict[str, str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from django.db.models import Model
 
 from ..adapter import get_adapter
@@ -100,8 +101,7 @@ def for_you(
             try:
                 scored = model.recommender.recommend(
                     list(history.product_ids), k=pool, kinds=list(history.kinds),
-                    exclude=seen | purchased | _unavailable(snapshot, model),
-                    allowed=_allowed(snapshot, category),
+                    exclude=seen | purchased, allowed=_allowed(snapshot, model, category),
                 )
             except Exception:
                 logger.exception("shop_recs: model %s failed on a for-you list; using the "
@@ -147,8 +147,7 @@ def similar(
         if model is not None:
             try:
                 scored = model.recommender.similar_items(
-                    anchor, k=pool, exclude=_unavailable(snapshot, model),
-                    allowed=_allowed(snapshot, category),
+                    anchor, k=pool, allowed=_allowed(snapshot, model, category),
                 )
             except KeyError:
                 found = _text_similar(model, anchor, snapshot, pool)
@@ -193,8 +192,7 @@ def bought_together(
         if model is not None:
             try:
                 neighbours = [s.item for s in model.recommender.similar_items(
-                    anchor, k=pool, exclude=_unavailable(snapshot, model),
-                    allowed=_allowed(snapshot, category),
+                    anchor, k=pool, allowed=_allowed(snapshot, model, category),
                 )]
             except KeyError:
                 pass  # a product the model has not seen: co-purchases alone
@@ -258,11 +256,6 @@ def known_items(model: LoadedModel) -> frozenset[str]:
     return frozenset(model.recommender.item_ids)
 
 
-def _unavailable(snapshot: CatalogSnapshot, model: LoadedModel) -> frozenset[str]:
-    """The model's products that may not be shown (passed as ``exclude``: usually few)."""
-    return snapshot.unavailable_in(model.version_id, known_items(model))
-
-
 def _text_similar(
     model: LoadedModel, anchor: str, snapshot: CatalogSnapshot, k: int
 ) -> list[Candidate]:
@@ -281,8 +274,15 @@ def _version(model: LoadedModel | None) -> str:
     return model.label if model is not None else "none"
 
 
-def _allowed(snapshot: CatalogSnapshot, category: str | None) -> frozenset[str] | None:
-    return None if category is None else snapshot.members.get(category, frozenset())
+def _allowed(snapshot: CatalogSnapshot, model: LoadedModel, category: str | None) -> np.ndarray:
+    """The model's items that may be shown (available; in `category` when one is asked for),
+    as its item mask: made once per catalogue snapshot, model and category, since resolving
+    50,000 ids costs more than the rest of the ranking. An unknown category allows nothing."""
+    members = snapshot.available if category is None else snapshot.members.get(category)
+    if members is None:
+        return model.recommender.item_mask(())  # not kept: any string can be asked for
+    return snapshot.derived(("allowed", model.version_id, category),
+                            lambda: model.recommender.item_mask(members))
 
 
 def _log_fallback(placement: str, model: LoadedModel | None) -> None:

@@ -126,16 +126,62 @@ def test_similar_items_stay_in_the_category(recommender):
         recommender.similar_items("missing")
 
 
+def _cosine_ranking(recommender, item, exclude=(), allowed=None):
+    """Every other item by cosine with `item`, best first, filtered: the reference answer."""
+    vectors = recommender.item_vectors()
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    item_ids = recommender.item_ids
+    position = item_ids.index(item)
+    cosines = unit @ unit[position]
+    return [(item_ids[j], float(cosines[j])) for j in np.argsort(-cosines, kind="stable")
+            if j != position and item_ids[j] not in exclude
+            and (allowed is None or item_ids[j] in allowed)]
+
+
 def test_kept_neighbours_give_what_a_full_pass_gives(recommender):
-    # A category filter that admits everything forces a pass over the whole catalogue.
-    everything = recommender.item_ids
-    for item, exclude in ((ids(3)[0], []), (ids(3)[0], ids(4, 5)), (ids(17)[0], ids(18)),
-                          (ids(17)[0], ["not-an-item"])):
-        kept = recommender.similar_items(item, k=6, exclude=exclude)
-        full = recommender.similar_items(item, k=6, exclude=exclude, allowed=everything)
-        assert [s.item for s in kept] == [s.item for s in full]
-        assert [s.score for s in kept] == pytest.approx([s.score for s in full], rel=1e-6)
-        assert not {s.item for s in kept} & set(exclude)
+    odd = set(ids(*range(1, SHOP.n_items + 1, 2)))
+    for item, exclude, allowed in ((ids(3)[0], [], None), (ids(3)[0], ids(4, 5), None),
+                                   (ids(17)[0], ids(18), None), (ids(17)[0], ["nothing"], None),
+                                   (ids(3)[0], ids(5), odd)):
+        expected = _cosine_ranking(recommender, item, exclude, allowed)[:6]
+        as_ids = recommender.similar_items(item, k=6, exclude=exclude, allowed=allowed)
+        as_mask = recommender.similar_items(
+            item, k=6, exclude=exclude,
+            allowed=None if allowed is None else recommender.item_mask(allowed),
+        )
+        for found in (as_ids, as_mask):
+            assert [s.item for s in found] == [item for item, _ in expected]
+            assert [s.score for s in found] == pytest.approx([c for _, c in expected], rel=1e-5)
+
+
+def test_an_allowed_mask_is_answered_from_the_kept_neighbours_while_enough_remain(
+    recommender, monkeypatch
+):
+    import recsys_core.inference as inference
+
+    monkeypatch.setattr(inference, "NEIGHBOURS", 6)
+    small = Recommender(recommender.model, SHOP.data.item_ids)
+    item = ids(3)[0]
+    kept = [s.item for s in small.similar_items(item, k=6)]
+    passes = []
+    full_pass = small._cosines
+    monkeypatch.setattr(small, "_cosines", lambda index: passes.append(index) or full_pass(index))
+    # Five of the six kept neighbours allowed: enough for k=5, from the kept list.
+    found = small.similar_items(item, k=5, allowed=small.item_mask(set(small.item_ids) - {kept[2]}))
+    assert not passes and [s.item for s in found] == kept[:2] + kept[3:]
+    # Only items outside the kept neighbours allowed: the whole catalogue is ranked again.
+    outside = set(small.item_ids) - set(kept) - {item}
+    found = small.similar_items(item, k=3, allowed=small.item_mask(outside))
+    assert passes
+    expected = _cosine_ranking(small, item, allowed=outside)[:3]
+    assert [s.item for s in found] == [i for i, _ in expected]
+
+
+def test_a_mask_of_the_wrong_shape_is_refused(recommender):
+    with pytest.raises(ValueError, match="allowed mask"):
+        recommender.recommend(ids(2, 3), k=3, allowed=np.ones(3, dtype=bool))
+    with pytest.raises(ValueError, match="allowed mask"):
+        recommender.similar_items(ids(2)[0], k=3, allowed=np.ones(SHOP.n_items, dtype=int))
 
 
 def test_asking_beyond_the_kept_neighbours_makes_a_full_pass(recommender, monkeypatch):

@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from demo.models import Product
 from shop_recs.services import Candidate, Reason, Shopper, for_you, similar
-from shop_recs.services.catalog import CatalogSnapshot
+from shop_recs.services.catalog import CatalogSnapshot, catalog
 from shop_recs.services.rules import Rules, apply_rules
 from tests.plugin.recs_fixtures import KETTLES, TEA
 
@@ -89,6 +89,28 @@ class TestOnModelLists:
         recs_shop.view(11, 12, 13, user=recs_shop.alice)  # a tea drinker...
         recs = for_you(Shopper.for_user(recs_shop.alice), 10, category="3", exclude=["33"])
         assert set(recs.product_ids) == set(KETTLES) - {"33"}  # ...asking for kettles
+
+    def test_what_may_be_shown_is_resolved_once_per_snapshot_and_category(
+        self, recs_shop, active_model, monkeypatch
+    ) -> None:
+        recs_shop.view(11, 12, 13, user=recs_shop.alice)
+        alice = Shopper.for_user(recs_shop.alice)
+        resolved = []
+        item_mask = active_model.recommender.item_mask
+        monkeypatch.setattr(active_model.recommender, "item_mask",
+                            lambda items: resolved.append(len(items)) or item_mask(items))
+        for _ in range(2):
+            assert for_you(alice, 5).source == "model"
+            assert set(for_you(alice, 5, category="3").product_ids) <= set(KETTLES)
+            similar(31, alice, 5)
+        assert len(resolved) == 2  # the available products, and those of category 3
+        # A category nobody has: nothing allowed, and nothing kept for it.
+        for category in ("no-such-category", "another"):
+            assert for_you(alice, 5, category=category).product_ids == []
+        assert len(resolved) == 4 and resolved[2:] == [0, 0]
+        catalog.invalidate()  # a new snapshot (products sold out, came back): resolved anew
+        for_you(alice, 5)
+        assert len(resolved) == 5
 
     def test_the_rerank_hook_boosts_and_drops(self, recs_shop, active_model) -> None:
         path = f"{__name__}.promote_36_and_drop_35"
