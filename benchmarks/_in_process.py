@@ -4,11 +4,12 @@ the database and model that ``python -m benchmarks.serving`` built."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from benchmarks.serving import shop_environment
@@ -58,3 +59,23 @@ def split_rows(spent: Counter[str], total_ns: int, count: int, rest: str,
             for part, ms in sorted(each.items(), key=lambda kv: -kv[1])]
     rows.append([whole, f"{total_ms:.3f}", "100%"])
     return rows, total_ms
+
+
+@contextlib.contextmanager
+def rolled_back() -> Iterator[None]:
+    """A transaction undone at its end: what a benchmark adds or changes in the shop."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        yield
+        transaction.set_rollback(True)
+
+
+def shoppers_with_history(count: int) -> list[Any]:
+    """Up to ``count`` signed-in shoppers who have events (the model answers for them)."""
+    from shop_recs.models import Event
+    from shop_recs.services.shopper import Shopper
+
+    users = (Event.objects.filter(user__isnull=False).order_by("user_id")
+             .values_list("user_id", flat=True).distinct()[:count])
+    return [Shopper(user_id=pk) for pk in users]

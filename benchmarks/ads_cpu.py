@@ -20,14 +20,17 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from benchmarks._in_process import add_database_arguments, open_serving_database, split_rows, timing
+from benchmarks._in_process import (
+    add_database_arguments,
+    open_serving_database,
+    rolled_back,
+    shoppers_with_history,
+    split_rows,
+    timing,
+)
 
 CAMPAIGN_PRODUCTS = 6
 CAMPAIGN_CATEGORIES = 4
-
-
-class _RolledBack(Exception):
-    """Raised to undo the campaigns this benchmark added."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,33 +41,23 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     model = open_serving_database(args)
-    from django.db import transaction
-
     from benchmarks._report import machine_description, publish
-    from shop_recs.models import Event
     from shop_recs.services.ads import recommended_ads
-    from shop_recs.services.shopper import Shopper
 
     machine = machine_description()
-    users = list(Event.objects.filter(user__isnull=False).order_by("user_id")
-                 .values_list("user_id", flat=True).distinct()[: args.lists])
-    shoppers = [Shopper(user_id=pk) for pk in users]
+    shoppers = shoppers_with_history(args.lists)
     spent: Counter[str] = Counter()
-    try:
-        with transaction.atomic():
-            _add_campaigns()
-            for shopper in shoppers[:30]:  # warm-up: the catalogue snapshot, the model
-                recommended_ads(shopper, "home")
-            sources: Counter[str] = Counter()
-            with _timed_parts(spent):
-                began = time.thread_time_ns()
-                for number in range(args.lists):
-                    ads = recommended_ads(shoppers[number % len(shoppers)], "home")
-                    sources[ads.source] += 1
-                total = time.thread_time_ns() - began
-            raise _RolledBack
-    except _RolledBack:
-        pass
+    with rolled_back():
+        _add_campaigns()
+        for shopper in shoppers[:30]:  # warm-up: the catalogue snapshot, the model
+            recommended_ads(shopper, "home")
+        sources: Counter[str] = Counter()
+        with _timed_parts(spent):
+            began = time.thread_time_ns()
+            for number in range(args.lists):
+                ads = recommended_ads(shoppers[number % len(shoppers)], "home")
+                sources[ads.source] += 1
+            total = time.thread_time_ns() - began
 
     rows, total_ms = split_rows(spent, total, args.lists,
                                 "the rest (eligibility, ranking, tokens)", "whole ad list")

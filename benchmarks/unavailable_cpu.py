@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._in_process import add_database_arguments, open_serving_database
-
-
-class _RolledBack(Exception):
-    """Raised to undo the products this benchmark made inactive."""
+from benchmarks._in_process import (
+    add_database_arguments,
+    open_serving_database,
+    rolled_back,
+    shoppers_with_history,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,39 +35,31 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     model = open_serving_database(args)
-    from django.db import transaction
-
     from benchmarks._report import machine_description, publish
     from benchmarks.serving import _product_ids
     from demo.models import Product
-    from shop_recs.models import Event
     from shop_recs.services.catalog import catalog
     from shop_recs.services.recommendations import for_you, similar
     from shop_recs.services.shopper import Shopper
 
     machine = machine_description()
-    users = list(Event.objects.filter(user__isnull=False).order_by("user_id")
-                 .values_list("user_id", flat=True).distinct()[: args.lists])
-    shoppers = [Shopper(user_id=pk) for pk in users]
+    shoppers = shoppers_with_history(args.lists)
     known = set(model.recommender.item_ids)
     products = [pid for pid in _product_ids() if pid in known]
     rows = []
-    try:
-        with transaction.atomic():
-            for label in ("as built", "every third product inactive"):
-                if label != "as built":
-                    Product.objects.filter(pk__in=products[::3]).update(active=False)
-                catalog.invalidate()
-                snapshot = catalog.get()
-                unavailable = len(known - snapshot.available)
-                asked = [pid for pid in products if pid in snapshot.available][: args.lists]
-                foryou_ms, sources = _cpu_ms(lambda s: for_you(s, 8), shoppers)
-                similar_ms, _ = _cpu_ms(lambda pid: similar(pid, Shopper(), 6), asked)
-                rows.append([label, f"{unavailable}", f"{foryou_ms:.2f}", f"{similar_ms:.2f}",
-                             ", ".join(sorted(sources))])
-            raise _RolledBack
-    except _RolledBack:
-        catalog.invalidate()
+    with rolled_back():
+        for label in ("as built", "every third product inactive"):
+            if label != "as built":
+                Product.objects.filter(pk__in=products[::3]).update(active=False)
+            catalog.invalidate()
+            snapshot = catalog.get()
+            unavailable = len(known - snapshot.available)
+            asked = [pid for pid in products if pid in snapshot.available][: args.lists]
+            foryou_ms, sources = _cpu_ms(lambda s: for_you(s, 8), shoppers)
+            similar_ms, _ = _cpu_ms(lambda pid: similar(pid, Shopper(), 6), asked)
+            rows.append([label, f"{unavailable}", f"{foryou_ms:.2f}", f"{similar_ms:.2f}",
+                         ", ".join(sorted(sources))])
+    catalog.invalidate()
 
     publish(
         "CPU time of a list as products the model knows become unavailable (in-process)",
