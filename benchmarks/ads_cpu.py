@@ -102,8 +102,7 @@ def _timed_parts(spent: Counter[str]) -> Iterator[None]:
     parts = [
         ("live_campaigns", "campaigns query"),
         ("_under_caps", "frequency caps query"),
-        ("load_history", "history read"),
-        ("purchased_products", "purchased products"),
+        ("load_history", "history read (with the purchases)"),
         ("relevance", "relevance (the model's lifts)"),
         ("fetch_products", "product instances"),
     ]

@@ -102,8 +102,7 @@ def _timed_parts(spent: Counter[str], model: Any) -> Iterator[None]:
     parts = [
         (TokenAuthentication, "authenticate", "token authentication (DRF, host's choice)"),
         (views.RecsAPIView, "list_query", "query string validation"),
-        (recommendations, "load_history", "history read"),
-        (recommendations, "purchased_products", "purchased products"),
+        (recommendations, "load_history", "history read (with the purchases)"),
         (model.recommender, "recommend", "model: top-k for the history"),
         (recommendations, "apply_rules", "business rules"),
         (recommendations, "fetch_products", "product instances (one query)"),

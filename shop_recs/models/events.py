@@ -31,6 +31,7 @@ HISTORY_KINDS: tuple[str, ...] = (
     EventKind.AD_CLICK,
 )
 _IN_HISTORY = models.Q(kind__in=[str(kind) for kind in HISTORY_KINDS])
+_PURCHASES = models.Q(kind=str(EventKind.PURCHASE))
 
 
 class Event(models.Model):
@@ -66,6 +67,11 @@ class Event(models.Model):
                          name="shop_recs_ev_user_history"),
             models.Index(fields=["session_key", "timestamp"], condition=_IN_HISTORY,
                          name="shop_recs_ev_session_history"),
+            # Everything a shopper bought (read with the history: lists leave those out).
+            models.Index(fields=["user", "product_id"], condition=_PURCHASES,
+                         name="shop_recs_ev_user_bought"),
+            models.Index(fields=["session_key", "product_id"], condition=_PURCHASES,
+                         name="shop_recs_ev_session_bought"),
             # Everything since a time (training export).
             models.Index(fields=["timestamp"], name="shop_recs_ev_time"),
             # One kind since a time (popularity, CTR per placement).

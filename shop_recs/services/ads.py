@@ -64,7 +64,7 @@ from ..serving import LoadedModel
 from .catalog import CatalogSnapshot, catalog, categories_of, fetch_products
 from .recommendations import active_model, known_items
 from .rules import hides_purchases
-from .shopper import History, Shopper, load_history, purchased_products
+from .shopper import History, Shopper, load_history
 from .tokens import BadClickToken
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def recommended_ads(
     history = load_history(shopper)
     campaigns = [c for c in live_campaigns(now) if within_budget(c, now)]
     campaigns = _under_caps(campaigns, shopper, now)
-    purchased = (purchased_products(shopper, history) if hides_purchases(SCENARIO)
+    purchased = (history.purchased if hides_purchases(SCENARIO)
                  else frozenset())
     browsed = {c for c in categories_of(history.product_ids, snapshot).values() if c is not None}
     campaigns = [

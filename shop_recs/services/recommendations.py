@@ -46,7 +46,7 @@ from .items import (
     reason_text,
 )
 from .rules import Rules, apply_rules, hides_purchases
-from .shopper import Shopper, load_history, purchased_products
+from .shopper import Shopper, load_history
 from .tokens import ClickData, make_click_token
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def for_you(
     history = load_history(shopper)
     snapshot = catalog.get()
     model = active_model()
-    purchased = purchased_products(shopper, history) if hides_purchases(placement) else frozenset()
+    purchased = history.purchased if hides_purchases(placement) else frozenset()
     pool = _pool(limit, exclude)
     seen = frozenset(history.product_ids)
 
@@ -232,7 +232,7 @@ def recently_viewed(
         Candidate(pid, 1.0 / rank, Reason("recently_viewed"))
         for rank, pid in enumerate(viewed, start=1)
     ]
-    purchased = purchased_products(shopper, history) if hides_purchases(placement) else frozenset()
+    purchased = history.purchased if hides_purchases(placement) else frozenset()
     rules = Rules(placement, shopper, exclude=frozenset(exclude), purchased=purchased,
                   category=category, rerank=False)
     return _assemble(placement, _Computed([], "history"), apply_rules(candidates, snapshot, rules),
@@ -337,7 +337,7 @@ def _personalised(
     """A product list (shared by every shopper) with this shopper's rules applied."""
     purchased: frozenset[str] = frozenset()
     if hides_purchases(placement) and shopper.is_known:
-        purchased = purchased_products(shopper, load_history(shopper))
+        purchased = load_history(shopper).purchased
     rules = Rules(placement, shopper, exclude=exclude, purchased=purchased, category=category,
                   max_per_category=recs_settings.MAX_PER_CATEGORY)
     return _assemble(placement, computed, apply_rules(computed.candidates, snapshot, rules), limit,

@@ -51,7 +51,7 @@ from .items import Candidate, Reason, RecommendationList
 from .recommendations import _assemble, _Computed, active_model, clamp_limit, known_items
 from .refreshed import Refreshed
 from .rules import Rules, apply_rules, hides_purchases
-from .shopper import History, Shopper, load_history, purchased_products
+from .shopper import History, Shopper, load_history
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def search(
         scores = personalise(scores, preference, recs_settings.SEARCH_PERSONAL_WEIGHT)
     order = np.lexsort((np.arange(len(product_ids)), -scores))
     candidates = [Candidate(product_ids[i], float(scores[i]), Reason(PLACEMENT)) for i in order]
-    purchased = (purchased_products(shopper, history) if hides_purchases(PLACEMENT)
+    purchased = (history.purchased if hides_purchases(PLACEMENT)
                  else frozenset())
     rules = Rules(PLACEMENT, shopper, purchased=purchased, category=category)
     kept = apply_rules(candidates, snapshot, rules)

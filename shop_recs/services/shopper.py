@@ -3,9 +3,10 @@
 The history is read from the event table on every request (one indexed query, at most
 HISTORY_LENGTH rows, shared by the lists of one page), so a shopper's new view, cart or
 purchase changes their next list at once, whichever process or job wrote it. Personal lists are
-made from it on every request, so no invalidation signal has to reach every web process; only
-the set of purchases is cached, under the id of the latest purchase in the window. Impressions
-are not part of the history (the model does not read them).
+made from it on every request, so no invalidation signal has to reach every web process. The
+same query returns every product the shopper ever bought (the lists leave those out), so a
+purchase hides its product at once, however old its timestamp. Impressions are not part of the
+history (the model does not read them).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from ..events import history_writes
 from ..middleware import mark_personal
 from ..models import Event, EventKind
 from ..models.events import HISTORY_KINDS
-from .cache import cached
 
 # Where a request keeps its Shopper, so that the lists of one page share one history read.
 SHOPPER_ATTRIBUTE = "_shop_recs_shopper"
@@ -94,7 +94,8 @@ class History:
     product_ids: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     event_ids: tuple[int, ...] = field(default=(), repr=False)
-    truncated: bool = True  # False: the shopper has no older product events than these
+    # Every product the shopper ever bought, within the window or before it.
+    purchased: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.product_ids)
@@ -135,36 +136,40 @@ def load_history(shopper: Shopper, length: int | None = None) -> History:
 
 
 def _read_history(shopper: Shopper, length: int) -> History:
-    rows = _history_rows(shopper, length)
+    rows, purchased = _history_rows(shopper, length)
     rows.reverse()
     return History(
         product_ids=tuple(r[1] for r in rows),
         kinds=tuple(r[2] for r in rows),
         event_ids=tuple(r[0] for r in rows),
-        truncated=len(rows) == length,
+        purchased=frozenset(purchased),
     )
 
 
-def _history_rows(shopper: Shopper, length: int) -> list[tuple[int, str, str]]:
-    """(id, product_id, kind) of the shopper's latest history events, newest first.
+def _history_rows(shopper: Shopper, length: int) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """(id, product_id, kind) of the shopper's latest history events, newest first, and the
+    product ids of all their purchases (repeats included), in one round trip.
 
-    The query the ORM would make (``shopper.events()`` of HISTORY_KINDS with a product), written
-    out once: every recommendation request runs it, and building it through the ORM cost more
-    than the database's answer. The kinds are literals, as in the partial indexes' condition,
-    so the planner uses them.
+    The query the ORM would make (``shopper.events()`` of HISTORY_KINDS with a product, and of
+    purchases), written out once: every recommendation request runs it, and building it through
+    the ORM cost more than the database's answer. The kinds are literals, as in the partial
+    indexes' conditions, so the planner uses them.
     """
     database = router.db_for_read(Event)
     connection = connections[database]
     if shopper.user_id is not None:
-        user = Event._meta.get_field("user").get_db_prep_value(shopper.user_id, connection)
-        sql, params = _history_sql(database, guest=False), [user, length]
+        who = Event._meta.get_field("user").get_db_prep_value(shopper.user_id, connection)
+        sql = _history_sql(database, guest=False)
     elif shopper.session_key:
-        sql, params = _history_sql(database, guest=True), [shopper.session_key, length]
+        who, sql = shopper.session_key, _history_sql(database, guest=True)
     else:
-        return []
+        return [], []
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+        cursor.execute(sql, [who, length, who])
+        found = cursor.fetchall()
+    latest = [(event_id, product_id, kind) for part, event_id, product_id, kind in found
+              if part == 0]
+    return latest, [product_id for part, _, product_id, _ in found if part == 1]
 
 
 @lru_cache(maxsize=8)
@@ -179,38 +184,19 @@ def _history_sql(database: str, *, guest: bool) -> str:
            else f"{column('user')} = %s")
     if not all(kind.replace("_", "").isalnum() for kind in HISTORY_KINDS):
         raise ValueError(f"a history kind is not a plain word: {HISTORY_KINDS}")
-    kinds = ", ".join(f"'{kind}'" for kind in HISTORY_KINDS)
+    kinds = ", ".join(f"'{name}'" for name in HISTORY_KINDS)
+    row_id, product, kind, time = (column(name) for name in ("id", "product_id", "kind",
+                                                              "timestamp"))
+    columns, table = f"{row_id}, {product}, {kind}, {time}", quote(meta.db_table)
+    purchase = EventKind.PURCHASE.value
+    # part 0: the window, newest first; part 1: every purchase. The outer ORDER BY keeps the
+    # window's order (a UNION ALL by itself promises none).
     return (
-        f"SELECT {column('id')}, {column('product_id')}, {column('kind')} "
-        f"FROM {quote(meta.db_table)} "
-        f"WHERE {who} AND {column('kind')} IN ({kinds}) AND {column('product_id')} <> '' "
-        f"ORDER BY {column('timestamp')} DESC, {column('id')} DESC LIMIT %s"
-    )
-
-
-def purchased_products(shopper: Shopper, history: History) -> frozenset[str]:
-    """Every product the shopper ever bought (cached until they buy again).
-
-    A new purchase is the newest event, so it enters the history window: the latest purchase in
-    the window names the cached set, which views and carts leave alone. (A purchase imported
-    later with an old timestamp, or one pushed out of the window by HISTORY_LENGTH newer events
-    within minutes, shows after CACHE_SECONDS.)
-    """
-    if not shopper.is_known or not history:
-        return frozenset()  # a purchase is an event, so no events means no purchases
-    if not history.truncated:  # the window holds every product event the shopper has
-        return frozenset(pid for pid, kind in zip(history.product_ids, history.kinds,
-                                                  strict=True) if kind == EventKind.PURCHASE)
-    latest = next((event_id for event_id, kind in zip(reversed(history.event_ids),
-                                                       reversed(history.kinds), strict=True)
-                   if kind == EventKind.PURCHASE), "none")
-    return cached(
-        f"shop_recs:purchased:{shopper.key}:{latest}",
-        lambda: frozenset(
-            shopper.events()
-            .filter(kind=EventKind.PURCHASE)
-            .order_by()
-            .values_list("product_id", flat=True)
-            .distinct()
-        ),
+        f"SELECT part, {row_id}, {product}, {kind} FROM ("
+        f"SELECT 0 AS part, {columns} FROM ("
+        f"SELECT {columns} FROM {table} WHERE {who} AND {kind} IN ({kinds}) AND {product} <> '' "
+        f"ORDER BY {time} DESC, {row_id} DESC LIMIT %s) latest "
+        f"UNION ALL SELECT 1, {columns} FROM {table} "
+        f"WHERE {who} AND {kind} = '{purchase}' AND {product} <> ''"
+        f") found ORDER BY part, {time} DESC, {row_id} DESC"
     )
