@@ -149,8 +149,7 @@ def recommended_ads(
     history = load_history(shopper)
     campaigns = [c for c in live_campaigns(now) if within_budget(c, now)]
     campaigns = _under_caps(campaigns, shopper, now)
-    purchased = (history.purchased if hides_purchases(SCENARIO)
-                 else frozenset())
+    purchased = history.purchased if hides_purchases(SCENARIO) else frozenset()
     browsed = {c for c in categories_of(history.product_ids, snapshot).values() if c is not None}
     campaigns = [
         c for c in campaigns

@@ -286,8 +286,7 @@ def search(
         scores = personalise(scores, preference, recs_settings.SEARCH_PERSONAL_WEIGHT)
     order = np.lexsort((np.arange(len(product_ids)), -scores))
     candidates = [Candidate(product_ids[i], float(scores[i]), Reason(PLACEMENT)) for i in order]
-    purchased = (history.purchased if hides_purchases(PLACEMENT)
-                 else frozenset())
+    purchased = history.purchased if hides_purchases(PLACEMENT) else frozenset()
     rules = Rules(PLACEMENT, shopper, purchased=purchased, category=category)
     kept = apply_rules(candidates, snapshot, rules)
     results = _assemble(PLACEMENT, _Computed(candidates, source, version), kept, limit, snapshot)
