@@ -78,9 +78,9 @@ class Recommender:
         self._counts = None if item_counts is None else np.asarray(item_counts, np.float64)
         with torch.inference_mode():
             self._table = self.model.item_vectors().float().contiguous()
-        # Text-match tables (codes, popularity buckets), extended by add_items.
-        self._codes = self.model.text_codes.clone() if config.uses_text_match else None
-        self._buckets = self.model.item_bucket.clone() if config.uses_text_match else None
+            # Text-match tables (codes, each row's weight), extended by add_items.
+            self._codes = self.model.text_codes.clone() if config.uses_text_match else None
+            self._match_weights = self.model.text_match_weights()
         self._unit_table: np.ndarray | None = None
         self._neighbours = lru_cache(maxsize=_NEIGHBOUR_LISTS)(self._rank_neighbours)
 
@@ -115,10 +115,11 @@ class Recommender:
         with torch.inference_mode():
             side = torch.from_numpy(embeddings)
             vectors = self.model.project_text(side).float()
-            if self._codes is not None and self._buckets is not None:
+            if self._codes is not None and self._match_weights is not None:
                 self._codes = torch.cat([self._codes, self.model.text_code(side)])
-                new_buckets = torch.zeros(len(new_ids), dtype=torch.long)  # no interactions
-                self._buckets = torch.cat([self._buckets, new_buckets])
+                no_interactions = torch.zeros(len(new_ids), dtype=torch.long)  # bucket 0
+                new_weights = self.model.text_match_weights(no_interactions)
+                self._match_weights = torch.cat([self._match_weights, new_weights])
         self._table = torch.cat([self._table, vectors]).contiguous()
         for item in new_ids:
             self._item_ids.append(item)
@@ -322,20 +323,20 @@ class Recommender:
             [e[0] for e in encoded], [e[1] for e in encoded], config.max_len, config.default_kind
         )
         with torch.inference_mode():
-            users = self.model.user_vectors(items, kinds, lengths, self._table)
-            # numpy's BLAS makes this one-row product with the item table (rarely still in the
-            # CPU cache between requests) faster than torch's matmul does.
-            scores = torch.from_numpy(users.numpy() @ self._table.numpy().T)
-            latest = latest_items(items, lengths)
-            match = self.model.text_match(latest, codes=self._codes, buckets=self._buckets)
-            if match is not None:
-                scores += match
-            if config.text_prior and self._codes is not None:
+            users = self.model.user_vectors(items, kinds, lengths, self._table).numpy()
+        # numpy's BLAS makes these few-row products with the tables (rarely still in the CPU
+        # cache between requests) faster than torch's matmul does.
+        scores = users @ self._table.numpy().T
+        if self._codes is not None and self._match_weights is not None:
+            # The text match (SeqRecModel.text_match), with the text similarity computed once
+            # for it and for the text prior.
+            codes = self._codes.numpy()
+            similarity = codes[latest_items(items, lengths).numpy()] @ codes.T
+            scores += similarity * self._match_weights.numpy()
+            if config.text_prior:
                 # The calibrated text prior (ModelConfig.text_prior), on each row's own scale.
-                similarity = self._codes[latest] @ self._codes.t()
-                spread = scores[:, 1:].std(dim=1, keepdim=True)
+                spread = scores[:, 1:].std(axis=1, ddof=1, keepdims=True)
                 scores += config.text_prior * spread * similarity
-            scores = scores.numpy()
         empty = lengths.numpy() == 0
         if empty.any():
             fallback = np.log1p(self._counts) if self._counts is not None else -np.inf

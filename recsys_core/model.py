@@ -135,20 +135,15 @@ class SeqRecModel(nn.Module):
         self,
         last_items: torch.Tensor,
         candidates: torch.Tensor | None = None,
-        codes: torch.Tensor | None = None,
-        buckets: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """weight(candidate's popularity) * cosine(text of the latest item, text of the
         candidate), or None when the channel is off. Candidates: None (every item:
-        [N, n_items + 1]), shared [M] ([N, M]) or per row [N, M] ([N, M]). `codes` and
-        `buckets` replace the model's own tables (a Recommender's, extended by products added
-        after training).
+        [N, n_items + 1]), shared [M] ([N, M]) or per row [N, M] ([N, M]).
         """
-        if self.text_match_weight is None:
+        weights = self.text_match_weights()
+        if weights is None:
             return None
-        codes = self.text_codes if codes is None else codes
-        buckets = self.item_bucket if buckets is None else buckets
-        weights = self.text_match_weight[buckets]
+        codes = self.text_codes
         latest = codes[last_items]
         if candidates is None:
             return latest @ codes.t() * weights
@@ -156,6 +151,13 @@ class SeqRecModel(nn.Module):
             return latest @ codes[candidates].t() * weights[candidates]
         similarity = torch.einsum("nk,nmk->nm", latest, codes[candidates])
         return similarity * weights[candidates]
+
+    def text_match_weights(self, buckets: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The text-match weight of each item row, from its popularity bucket (`buckets`
+        replaces the model's own), or None when the channel is off."""
+        if self.text_match_weight is None:
+            return None
+        return self.text_match_weight[self.item_bucket if buckets is None else buckets]
 
     def project_text(self, text_embeddings: torch.Tensor) -> torch.Tensor:
         """Vectors of items known only by their side vector (new products after training)."""

@@ -278,6 +278,25 @@ def test_text_match_places_a_new_product_next_to_the_latest_items_text():
     assert found[0].item == "twin"
 
 
+def test_text_match_scores_equal_the_models_own_scores():
+    from recsys_core.model import SeqRecModel
+
+    config = ModelConfig(n_items=SHOP.n_items, d_model=16, n_heads=1, n_layers=1, max_len=10,
+                         text_dim=TEXT_DIM, text_match_dim=8)
+    torch.manual_seed(0)
+    model = SeqRecModel(config, SHOP.texts).eval()
+    model.set_item_counts(item_counts(SHOP.data.sequences, SHOP.n_items))
+    with torch.no_grad():  # a distinct weight per popularity bucket, large enough to matter
+        model.text_match_weight.copy_(torch.linspace(5.0, -3.0, len(model.text_match_weight)))
+    assert len(set(model.item_bucket[1:].tolist())) > 1
+    histories = [np.array([7, 3]), np.array([12]), np.array([2, 30, 5])]
+    expected = score_histories(model, model.item_vectors().detach(), histories, None)
+    recommender = Recommender(model, SHOP.data.item_ids)
+    for history, row in zip(histories, expected, strict=True):
+        found = recommender.score_all([SHOP.data.item_ids[i - 1] for i in history])
+        np.testing.assert_allclose(found, row[1:].numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_text_prior_adds_text_similarity_on_the_rows_own_scale():
     from dataclasses import replace
 
