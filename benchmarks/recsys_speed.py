@@ -3,7 +3,8 @@
     python -m benchmarks.recsys_speed [--items 50000] [--large-items 100000] [--threads 1]
 
 Latency: a model of the default size (d_model 64, 2 layers, text + ID, 384-d text) over
-`--items` products; weights are random because speed does not depend on them. Memory: one
+`--items` products, also with the text-match channel a shop's model has (with and without a
+text prior); weights are random because speed does not depend on them. Memory: one
 epoch of training on a `--large-items` catalogue (sampled softmax, as `loss="auto"` picks), with
 the peak RSS of that phase. The last line is machine-readable:
     RESULT items=<n> recommend_p50_ms=<x> recommend_p99_ms=<x> large_items=<n> train_peak_rss_mb=<x>
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +48,14 @@ def main(argv: list[str] | None = None) -> None:
     candidates = list(rng.choice(catalogue, 100, replace=False))
     rerank = _latencies(lambda h: recommender.score(h, candidates), histories)
     rows.append(["score 100 candidates", args.items, *rerank, None, None])
+    # A shop's default model also has the text-match channel, and a text prior when the
+    # validation split chose one (shop_recs.registry.DEFAULT_TRAINING).
+    for prior in (0.0, 1.0):
+        matched = _recommender(args.items, np.random.default_rng(1), text_match_dim=64,
+                               text_prior=prior)
+        timings = _latencies(lambda h, r=matched: r.recommend(h, k=10), histories)
+        rows.append([f"recommend top-10, {HISTORY}-item history, text match 64-d, text prior "
+                     f"{prior:g}", args.items, *timings, None, None])
     batch = histories[:256]
     tick = time.perf_counter()
     recommender.recommend_batch(batch, k=10)
@@ -77,12 +87,13 @@ def main(argv: list[str] | None = None) -> None:
           f"train_peak_rss_mb={memory.peak_mb:.0f}")
 
 
-def _recommender(n_items: int, rng: np.random.Generator) -> Recommender:
+def _recommender(n_items: int, rng: np.random.Generator, **config: Any) -> Recommender:
     texts = rng.normal(size=(n_items, TEXT_DIM)).astype(np.float32)
     texts /= np.linalg.norm(texts, axis=1, keepdims=True)
     torch.manual_seed(0)
-    model = SeqRecModel(ModelConfig(n_items=n_items, text_dim=TEXT_DIM), texts)
+    model = SeqRecModel(ModelConfig(n_items=n_items, text_dim=TEXT_DIM, **config), texts)
     counts = rng.integers(0, 50, size=n_items + 1)
+    model.set_item_counts(counts)
     return Recommender(model, [f"p{i}" for i in range(n_items)], item_counts=counts)
 
 
