@@ -9,7 +9,8 @@
 2. trains a model version over the whole catalogue, of the shape a shop trains (text + ID, the
    text-match channel: the training defaults and the demo's SHOP_RECS["TRAINING"]), but short:
    latency does not depend on how good it is (``--train-users`` shoppers, ``--epochs``), and
-   activates it;
+   activates it (the first time, encoding the catalogue's texts took about 10 minutes on 2
+   cores; the encoder's disk cache keeps them for later runs);
 3. serves the demo with gunicorn on loopback (Redis as the shared cache) and measures, after a
    warm-up: p50/p99 of ``GET for-you`` (token auth, random shoppers with a history) and of
    ``GET products/<id>/similar`` at a fixed ``--rate`` (open loop: latency counts from when each
