@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_description()
     speed_before = _reference_ms()
     _build_shop(args)
-    version = _model(args)
-    model_shape = _model_shape()
+    version, model_shape = _model(args)
     began = time.perf_counter()
     pairs = count_co_purchases()  # the background job, timed: fresh counts for the pages
     count_seconds = time.perf_counter() - began
@@ -256,8 +255,9 @@ def _build_shop(args: argparse.Namespace) -> None:
         cursor.execute("ANALYZE")  # planner statistics, as a live database has them
 
 
-def _model(args: argparse.Namespace) -> str:
-    """The active version, trained now unless --reuse finds one over this catalogue."""
+def _model(args: argparse.Namespace) -> tuple[str, str]:
+    """The active version and its shape, trained now unless --reuse finds one over this
+    catalogue."""
     import numpy as np
 
     from recsys_core.artifacts import ArtifactError
@@ -275,8 +275,7 @@ def _model(args: argparse.Namespace) -> str:
     active = ModelVersion.active()
     if args.reuse and active is not None and active.gate_reason == BENCHMARK_MODEL:
         try:
-            load_recommender(active)
-            return active.label
+            return active.label, _model_shape(load_recommender(active).model.config)
         except (ArtifactError, ValueError) as exc:  # made by an older recsys_core
             print(f"Not reusing {active.label}: {exc}", flush=True)
     print("Training the benchmark's model version", flush=True)
@@ -300,7 +299,7 @@ def _model(args: argparse.Namespace) -> str:
         version = store_version(None, Path(tmp) / "artifact", result.metrics,
                                 {"users": len(keep)}, GateDecision(True, BENCHMARK_MODEL))
     version.activate()
-    return version.label
+    return version.label, _model_shape(result.recommender.model.config)
 
 
 def _phase_printer() -> Callable[[Any], None]:
@@ -318,12 +317,8 @@ def _phase_printer() -> Callable[[Any], None]:
     return show
 
 
-def _model_shape() -> str:
-    """What serving the active version costs depends on: its item table and text channels."""
-    from shop_recs.models import ModelVersion
-    from shop_recs.registry import load_recommender
-
-    config = load_recommender(ModelVersion.active()).model.config
+def _model_shape(config: Any) -> str:
+    """What serving a version costs depends on (its ModelConfig): item table, text channels."""
     parts = ["text + ID" if config.use_text and config.use_id else
              "text only" if config.use_text else "ID embeddings"]
     if config.uses_text_match:
