@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from benchmarks._in_process import add_database_arguments, open_serving_database, split_rows, timing
-from benchmarks.serving import _tokens
+from benchmarks.serving import _tokens, model_shape_of
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks._report import machine_description, publish
 
     machine = machine_description()
+    shape = model_shape_of(model.recommender.model.config)
     app = WSGIHandler()
     requests = [f"Token {key}" for key in _tokens(3000)]
     first = _get(app, requests[0])
@@ -66,8 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         started=started,
         notes=[
             f"{args.requests} requests on the serving benchmark's database ({args.database}), "
-            f"model {model.label}; token auth, limit 8, over {len(requests)} shoppers with a "
-            "history; Django's WSGI handler in this process, no HTTP server, no other load. "
+            f"model {model.label} ({shape}); token auth, limit 8, over {len(requests)} shoppers "
+            "with a history; Django's WSGI handler in this process, no HTTP server, no other load. "
             "CPU time of this thread (time.thread_time), summed per part over the requests."
         ],
     )

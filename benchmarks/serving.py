@@ -275,7 +275,7 @@ def _model(args: argparse.Namespace) -> tuple[str, str]:
     active = ModelVersion.active()
     if args.reuse and active is not None and active.gate_reason == BENCHMARK_MODEL:
         try:
-            return active.label, _model_shape(load_recommender(active).model.config)
+            return active.label, model_shape_of(load_recommender(active).model.config)
         except (ArtifactError, ValueError) as exc:  # made by an older recsys_core
             print(f"Not reusing {active.label}: {exc}", flush=True)
     print("Training the benchmark's model version", flush=True)
@@ -299,7 +299,7 @@ def _model(args: argparse.Namespace) -> tuple[str, str]:
         version = store_version(None, Path(tmp) / "artifact", result.metrics,
                                 {"users": len(keep)}, GateDecision(True, BENCHMARK_MODEL))
     version.activate()
-    return version.label, _model_shape(result.recommender.model.config)
+    return version.label, model_shape_of(result.recommender.model.config)
 
 
 def _phase_printer() -> Callable[[Any], None]:
@@ -317,7 +317,7 @@ def _phase_printer() -> Callable[[Any], None]:
     return show
 
 
-def _model_shape(config: Any) -> str:
+def model_shape_of(config: Any) -> str:
     """What serving a version costs depends on (its ModelConfig): item table, text channels."""
     parts = ["text + ID" if config.use_text and config.use_id else
              "text only" if config.use_text else "ID embeddings"]

@@ -36,13 +36,14 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     model = open_serving_database(args)
     from benchmarks._report import machine_description, publish
-    from benchmarks.serving import _product_ids
+    from benchmarks.serving import _product_ids, model_shape_of
     from demo.models import Product
     from shop_recs.services.catalog import catalog
     from shop_recs.services.recommendations import for_you, similar
     from shop_recs.services.shopper import Shopper
 
     machine = machine_description()
+    shape = model_shape_of(model.recommender.model.config)
     shoppers = shoppers_with_history(args.lists)
     known = set(model.recommender.item_ids)
     products = [pid for pid in _product_ids() if pid in known]
@@ -71,9 +72,10 @@ def main(argv: list[str] | None = None) -> None:
         notes=[
             f"{args.lists} for-you lists (limit 8, shoppers with a history) and {args.lists} "
             f"similar lists (limit 6, products the model knows) per line, on the serving "
-            f"benchmark's database ({args.database}), model {model.label}; service calls in "
-            "this process (no HTTP, no DRF), after 30 of each to warm up; CPU time of this "
-            "thread (time.thread_time) per list. The inactive products were restored afterwards."
+            f"benchmark's database ({args.database}), model {model.label} ({shape}); service "
+            "calls in this process (no HTTP, no DRF), after 30 of each to warm up; CPU time of "
+            "this thread (time.thread_time) per list. The inactive products were restored "
+            "afterwards."
         ],
     )
     print(f"RESULT foryou_ms={rows[-1][2]} similar_ms={rows[-1][3]}")
