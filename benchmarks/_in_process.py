@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from benchmarks.serving import shop_environment
+from benchmarks.serving import model_shape_of, shop_environment
 
 
 def add_database_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,11 @@ def open_serving_database(args: argparse.Namespace) -> Any:
     if model is None:
         sys.exit("No active model in this database: run `python -m benchmarks.serving` first.")
     return model
+
+
+def model_description(model: Any) -> str:
+    """The served version's label and shape, for a benchmark's notes."""
+    return f"{model.label} ({model_shape_of(model.recommender.model.config)})"
 
 
 def timing(function: Callable[..., Any], label: str, spent: Counter[str]) -> Callable[..., Any]:

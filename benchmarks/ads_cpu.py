@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 from benchmarks._in_process import (
     add_database_arguments,
+    model_description,
     open_serving_database,
     rolled_back,
     shoppers_with_history,
@@ -42,11 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     model = open_serving_database(args)
     from benchmarks._report import machine_description, publish
-    from benchmarks.serving import model_shape_of
     from shop_recs.services.ads import recommended_ads
 
     machine = machine_description()
-    shape = model_shape_of(model.recommender.model.config)
     shoppers = shoppers_with_history(args.lists)
     spent: Counter[str] = Counter()
     with rolled_back():
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         started=started,
         notes=[
             f"{args.lists} ad lists (home placement) on the serving benchmark's database "
-            f"({args.database}), model {model.label} ({shape}); {CAMPAIGN_PRODUCTS} sponsored "
+            f"({args.database}), model {model_description(model)}; {CAMPAIGN_PRODUCTS} sponsored "
             f"products and {CAMPAIGN_CATEGORIES} category campaigns, no frequency caps (rolled "
             "back afterwards); "
             f"{len(shoppers)} shoppers with a history; lists ranked by: {ranked_by}. "

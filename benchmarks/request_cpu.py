@@ -24,8 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from benchmarks._in_process import add_database_arguments, open_serving_database, split_rows, timing
-from benchmarks.serving import _tokens, model_shape_of
+from benchmarks._in_process import (
+    add_database_arguments,
+    model_description,
+    open_serving_database,
+    split_rows,
+    timing,
+)
+from benchmarks.serving import _tokens
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks._report import machine_description, publish
 
     machine = machine_description()
-    shape = model_shape_of(model.recommender.model.config)
     app = WSGIHandler()
     requests = [f"Token {key}" for key in _tokens(3000)]
     first = _get(app, requests[0])
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         started=started,
         notes=[
             f"{args.requests} requests on the serving benchmark's database ({args.database}), "
-            f"model {model.label} ({shape}); token auth, limit 8, over {len(requests)} shoppers "
+            f"model {model_description(model)}; token auth, limit 8, over {len(requests)} shoppers "
             "with a history; Django's WSGI handler in this process, no HTTP server, no other load. "
             "CPU time of this thread (time.thread_time), summed per part over the requests."
         ],

@@ -21,6 +21,7 @@ from typing import Any
 
 from benchmarks._in_process import (
     add_database_arguments,
+    model_description,
     open_serving_database,
     rolled_back,
     shoppers_with_history,
@@ -36,14 +37,13 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     model = open_serving_database(args)
     from benchmarks._report import machine_description, publish
-    from benchmarks.serving import _product_ids, model_shape_of
+    from benchmarks.serving import _product_ids
     from demo.models import Product
     from shop_recs.services.catalog import catalog
     from shop_recs.services.recommendations import for_you, similar
     from shop_recs.services.shopper import Shopper
 
     machine = machine_description()
-    shape = model_shape_of(model.recommender.model.config)
     shoppers = shoppers_with_history(args.lists)
     known = set(model.recommender.item_ids)
     products = [pid for pid in _product_ids() if pid in known]
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         notes=[
             f"{args.lists} for-you lists (limit 8, shoppers with a history) and {args.lists} "
             f"similar lists (limit 6, products the model knows) per line, on the serving "
-            f"benchmark's database ({args.database}), model {model.label} ({shape}); service "
+            f"benchmark's database ({args.database}), model {model_description(model)}; service "
             "calls in this process (no HTTP, no DRF), after 30 of each to warm up; CPU time of "
             "this thread (time.thread_time) per list. The inactive products were restored "
             "afterwards."
