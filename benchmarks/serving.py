@@ -14,8 +14,9 @@
 3. serves the demo with gunicorn on loopback (Redis as the shared cache) and measures, after a
    warm-up: p50/p99 of ``GET for-you`` (token auth, random shoppers with a history) and of
    ``GET products/<id>/similar`` at a fixed ``--rate`` (open loop: latency counts from when each
-   request was due), the maximum throughput with wrk (both endpoints mixed), and p50/p99 of the
-   product page with its two tags;
+   request was due), the maximum throughput with wrk (both endpoints mixed; Debian package
+   ``wrk``, said at the start and in the table when it is missing), and p50/p99 of the product
+   page with its two tags;
 4. times each product-page tag in-process (similar_products, bought_together: candidates,
    rules, one product query, the queued impression and the template), both tags for one
    request per page;
@@ -39,6 +40,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="keep the database and model if they already have the right size")
     args = parser.parse_args(argv)
     args.port = args.port or _free_port()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian: apt-get install wrk): the maximum throughput will "
+              "not be measured", file=sys.stderr)
 
     started = time.perf_counter()
     env = {
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
               round(_percentile(times, 99), 2)] for name, times in tags.items()]
     rows.append(["max throughput, for-you + similar (wrk)",
-                 "" if rps is None else f"{rps:.0f}", "", "", "", ""])
+                 "not measured: no wrk" if rps is None else f"{rps:.0f}", "", "", "", ""])
     publish(
         "Serving (PostgreSQL, gunicorn on loopback)",
         ["workload", "req/s", "requests", "errors", "p50 ms", "p99 ms"],
@@ -206,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     tag_ms = statistics.median([t for name, times in tags.items() if name.endswith("computed")
                                 for t in times])  # the slower case
     print(f"RESULT foryou_p99_ms={foryou_p99:.2f} similar_p99_ms={similar_p99:.2f} "
-          f"rps={0 if rps is None else rps:.0f} tag_ms={tag_ms:.2f}")
+          f"rps={float('nan') if rps is None else rps:.0f} tag_ms={tag_ms:.2f}")
 
 
 # --- Setup -------------------------------------------------------------------------------------
