@@ -159,8 +159,6 @@ def main(argv: list[str] | None = None) -> None:
     ]
     split = "; ".join(f"{name}: " + ", ".join(f"{group} {ms:.2f}" for group, ms in groups.items())
                       for name, groups in cpu.items())
-    if args.max_requests:  # a restarted worker's CPU leaves /proc with it
-        split = "not measured, since workers were restarted"
     rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
               round(_percentile(times, 99), 2)] for name, times in tags.items()]
     rows.append(["max throughput, for-you + similar (wrk)",
@@ -555,30 +553,46 @@ def _impressions_accounted(windows: dict, results: dict) -> tuple[int, int]:
 
 def _cpu_ticks() -> dict[str, int]:
     """CPU clock ticks used so far by the web workers, PostgreSQL, Redis and this process (the
-    load generator): where a request's cost goes on the shared cores ({} without /proc)."""
+    load generator): where a request's cost goes on the shared cores ({} without /proc).
+
+    A process that ends leaves /proc with its time: a PostgreSQL backend whose connection
+    reached CONN_MAX_AGE, a gunicorn worker restarted by --max-requests. Its parent (the
+    postmaster, gunicorn's master, both counted in their group) then holds that time among its
+    reaped children's, which is counted too, so that a group's count never goes back."""
     ticks: dict[str, int] = {}
     if not os.path.isdir("/proc"):
         return ticks
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+                arguments = cmdline.read().decode(errors="replace").split("\0")
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:  # the process ended meanwhile
             continue
-        if int(pid) == os.getpid():
-            group = "load generator"
-        elif "gunicorn" in command:
-            group = "web"
-        elif command.startswith("postgres"):
-            group = "PostgreSQL"
-        elif "redis-server" in command:
-            group = "Redis"
-        else:
+        group = _process_group(int(pid), arguments)
+        if group is None:
             continue
-        ticks[group] = ticks.get(group, 0) + int(fields[11]) + int(fields[12])  # utime + stime
+        utime, stime, children_utime, children_stime = (int(f) for f in fields[11:15])
+        # This process's own children (the server it started) are not the load generator.
+        children = 0 if group == "load generator" else children_utime + children_stime
+        ticks[group] = ticks.get(group, 0) + utime + stime + children
     return ticks
+
+
+def _process_group(pid: int, arguments: list[str]) -> str | None:
+    """Which part of the benchmark a process is, by its command line (None: not ours)."""
+    command = " ".join(arguments)
+    if pid == os.getpid():
+        return "load generator"
+    if "gunicorn" in command:
+        return "web"
+    # Backends rename themselves ("postgres: user db ..."); the postmaster is its binary's path.
+    if command.startswith("postgres") or os.path.basename(arguments[0]) == "postgres":
+        return "PostgreSQL"
+    if "redis-server" in command:
+        return "Redis"
+    return None
 
 
 def _cpu_ms_per_request(before: dict[str, int], after: dict[str, int],
