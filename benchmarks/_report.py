@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import shlex
+import subprocess
 import sys
 import threading
 import time
@@ -34,6 +35,30 @@ def machine_description() -> str:
     cores = len(os.sched_getaffinity(0))
     load = os.getloadavg()[0]
     return f"{model}, {cores} cores, load average {load:.1f} at start, {platform.system()}"
+
+
+def code_description() -> str:
+    """The commit the benchmark runs, and the files changed since it: which code a figure is
+    of (BENCHMARKS.md itself, which every run appends to, is left out)."""
+    try:
+        commit = _git("rev-parse", "--short", "HEAD").strip()
+        changed = [line[3:] for line in _git("status", "--porcelain").splitlines()
+                   if line[3:] != BENCHMARKS_FILE.name]
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    if not changed:
+        return f"commit {commit}"
+    return f"commit {commit} with uncommitted changes to {', '.join(changed)}"
+
+
+def _git(*arguments: str) -> str:
+    return subprocess.run(["git", *arguments], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+# Taken when a benchmark starts, not when it publishes its table (an edit in between is
+# not the code that ran).
+CODE = code_description()
 
 
 def peak_rss_mb() -> float:
@@ -105,6 +130,7 @@ def publish(
         "",
         f"- command: `{command}`",
         f"- machine: {machine}",
+        f"- code: {CODE}",
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- peak RSS of the whole run: {peak_rss_mb():.0f} MB",
     ]

@@ -1,5 +1,7 @@
 """The quality benchmark runs end to end on a tiny sequence file and ends with its RESULT line."""
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,7 @@ def test_baselines_run_and_the_result_line_comes_last(tiny_files, capsys):
     recorded = (tiny_files / "BENCHMARKS.md").read_text()
     assert "## Quality on shop (itemknn)" in recorded
     assert "python -m" in recorded and "| itemknn |" in recorded
+    assert f"- code: {_report.CODE}" in recorded
 
 
 def test_a_trained_model_goes_through_the_pipeline(tiny_files, capsys):
@@ -47,3 +50,25 @@ def test_text_model_without_texts_is_refused(tiny_files):
     with pytest.raises(SystemExit, match="item texts"):
         quality.main(["--sequences", str(tiny_files / "shop.txt"), "--model", "textknn",
                       "--output-dir", str(tiny_files / "out")])
+
+
+def _git(directory, *arguments):
+    subprocess.run(["git", *arguments], cwd=directory, check=True, capture_output=True)
+
+
+def test_the_code_line_names_the_commit_and_what_changed_since(tmp_path, monkeypatch):
+    monkeypatch.setattr(_report, "REPO_ROOT", tmp_path)
+    assert _report.code_description() == "not a git checkout"
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "model.py").write_text("a = 1\n")
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n\nappended\n")
+    assert _report.code_description() == f"commit {commit}"
+    (tmp_path / "model.py").write_text("a = 2\n")
+    assert _report.code_description() == (
+        f"commit {commit} with uncommitted changes to model.py"
+    )
