@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     rows.append([f"recommend top-10, {HISTORY}-item history", args.items, *recommend, None, None])
     similar = _latencies(lambda h: recommender.similar_items(h[0], k=10), histories)
     rows.append(["similar_items top-10", args.items, *similar, None, None])
+    # A product the model never saw is placed by its text embedding (the similar-products
+    # fallback); the first history item's text stands in for the new product's.
+    texts, row_of = recommender.text_embeddings, {item: i for i, item in enumerate(catalogue)}
+    like_text = _latencies(lambda h: recommender.items_like_text(
+        texts[row_of[h[0]]], k=10, exclude=h[:1]), histories)
+    rows.append(["items_like_text top-10 (a new product)", args.items, *like_text, None, None])
     candidates = list(rng.choice(catalogue, 100, replace=False))
     rerank = _latencies(lambda h: recommender.score(h, candidates), histories)
     rows.append(["score 100 candidates", args.items, *rerank, None, None])

@@ -234,6 +234,36 @@ class Recommender:
             for found in self._top(scores, k, np.zeros(0, dtype=np.int64))
         ]
 
+    def items_like_text(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        *,
+        exclude: Iterable[str] = (),
+        allowed: Iterable[str] | np.ndarray | None = None,
+    ) -> list[Scored]:
+        """Items whose text embeddings are closest to `vector`, an embedding made by the
+        model's text encoder: similar items for a product the model was never trained on.
+
+        Ranks the catalogue with a top-k selection, not a sort of every item. ValueError when
+        this model keeps no text embeddings or `vector` is not one of them in shape.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if self._text is None:
+            raise ValueError("this model keeps no text embeddings")
+        vector = np.asarray(vector, dtype=np.float32)
+        if vector.shape != (self._text.shape[1],):
+            raise ValueError(f"vector has shape {vector.shape}, expected ({self._text.shape[1]},)")
+        scores = np.empty(len(self._table), dtype=np.float32)
+        scores[0] = -np.inf  # the padding row
+        np.matmul(self._text, vector, out=scores[1:])
+        scores[self._known(exclude)] = -np.inf
+        allowed_mask = self._allowed_mask(allowed)
+        if allowed_mask is not None:
+            scores[~allowed_mask] = -np.inf
+        return self._top(scores, k, np.zeros(0, dtype=np.int64))
+
     def score(
         self,
         history: Sequence[str],

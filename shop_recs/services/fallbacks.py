@@ -116,15 +116,15 @@ def for_categories(
 
 
 def text_similar(
-    recommender, product_id: str, snapshot: CatalogSnapshot, k: int
+    recommender, product_id: str, k: int, allowed: np.ndarray | None = None
 ) -> list[Candidate]:
     """Products whose text reads like a product the model was never trained on.
 
     Uses the model's own text embeddings and the encoder that made them; [] when the model has
-    none or the encoder differs (vectors of two encoders are not comparable).
+    none or the encoder differs (vectors of two encoders are not comparable). ``allowed``: the
+    model's item mask of the products that may be shown.
     """
-    table = getattr(recommender, "text_embeddings", None)
-    if table is None:
+    if recommender.text_embeddings is None:
         return []
     from ..registry import text_encoder
 
@@ -138,19 +138,9 @@ def text_similar(
     if not text:
         return []
     vector = encoder.encode([text])[0]
-    item_ids = list(recommender.item_ids)
-    table = np.asarray(table)
-    offset = table.shape[0] - len(item_ids)  # 1 when row 0 is the padding item
-    scores = table[offset:] @ vector
-    found = []
-    for index in np.argsort(-scores):
-        item = item_ids[int(index)]
-        if item != product_id and item in snapshot.available:
-            found.append(Candidate(item, float(scores[index]),
-                                   Reason("similar_to", product_id=product_id)))
-            if len(found) >= k:
-                break
-    return found
+    reason = Reason("similar_to", product_id=product_id)
+    return [Candidate(found.item, found.score, reason) for found in recommender.items_like_text(
+        vector, k, exclude=[product_id], allowed=allowed)]
 
 
 def _newest_first(product_id: str) -> tuple[int, int | str]:

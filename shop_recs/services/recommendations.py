@@ -150,7 +150,7 @@ def similar(
                     anchor, k=pool, allowed=_allowed(snapshot, model, category),
                 )
             except KeyError:
-                found = _text_similar(model, anchor, snapshot, pool)
+                found = _text_similar(model, anchor, snapshot, pool, category)
                 if found:
                     return _Computed(found, "text", model.label)
             except Exception:
@@ -257,11 +257,12 @@ def known_items(model: LoadedModel) -> frozenset[str]:
 
 
 def _text_similar(
-    model: LoadedModel, anchor: str, snapshot: CatalogSnapshot, k: int
+    model: LoadedModel, anchor: str, snapshot: CatalogSnapshot, k: int, category: str | None
 ) -> list[Candidate]:
     """Similar products by text for a product the model has not seen ([] if that fails too)."""
     try:
-        found = fallbacks.text_similar(model.recommender, anchor, snapshot, k)
+        found = fallbacks.text_similar(model.recommender, anchor, k,
+                                       _allowed(snapshot, model, category))
     except Exception:
         logger.exception("shop_recs: no text similarity for the new product %s", anchor)
         return []

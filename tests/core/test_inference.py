@@ -199,6 +199,38 @@ def test_asking_beyond_the_kept_neighbours_makes_a_full_pass(recommender, monkey
     assert len(small.similar_items(item, k=10)) == 10
 
 
+def test_items_like_text_rank_by_text_embedding_with_exclusions_and_allowed(recommender):
+    texts = recommender.text_embeddings
+    query = texts[2] + 0.5 * texts[30]  # item 3's text (row 2), a little of item 31's
+    order = np.argsort(-(texts @ query), kind="stable")
+    odd = set(ids(*range(1, SHOP.n_items + 1, 2)))
+    for exclude, allowed in (([], None), (ids(3, 4), None), (ids(3), odd)):
+        expected = [recommender.item_ids[j] for j in order
+                    if recommender.item_ids[j] not in exclude
+                    and (allowed is None or recommender.item_ids[j] in allowed)][:7]
+        for given in (allowed, None if allowed is None else recommender.item_mask(allowed)):
+            found = recommender.items_like_text(query, 7, exclude=exclude, allowed=given)
+            assert [s.item for s in found] == expected
+            assert [s.score for s in found] == pytest.approx(
+                [float(texts[recommender.item_ids.index(s.item)] @ query) for s in found],
+                rel=1e-5)
+            assert all(s.reason_item is None for s in found)
+    assert recommender.items_like_text(query, 5, allowed=[]) == []
+    with pytest.raises(ValueError, match="shape"):
+        recommender.items_like_text(np.zeros(TEXT_DIM + 1, np.float32))
+    with pytest.raises(ValueError, match="k must be"):
+        recommender.items_like_text(query, 0)
+
+
+def test_a_model_without_text_embeddings_cannot_rank_by_text():
+    config = ModelConfig(n_items=SHOP.n_items, d_model=16, n_heads=1, n_layers=1, use_text=False)
+    from recsys_core.model import SeqRecModel
+
+    plain = Recommender(SeqRecModel(config), SHOP.data.item_ids)
+    with pytest.raises(ValueError, match="no text embeddings"):
+        plain.items_like_text(np.zeros(TEXT_DIM, np.float32))
+
+
 def test_score_rerank_matches_recommend_and_marks_unknown_candidates(recommender):
     history = ids(2, 3)
     top = recommender.recommend(history, k=3)

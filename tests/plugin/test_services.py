@@ -147,6 +147,18 @@ class TestSimilar:
         assert recs.source == "text"
         assert category_share(recs.product_ids, TEA) == 1.0
 
+    def test_text_similarity_keeps_to_the_category_asked_for(
+        self, recs_shop, active_model, monkeypatch
+    ) -> None:
+        # A catalogue larger than the pool of candidates: the teas, which read most like the
+        # new tea, would fill it, and coffee must still come back.
+        monkeypatch.setattr("shop_recs.services.recommendations._pool",
+                            lambda limit, exclude: limit + len(exclude))
+        coffee = str(recs_shop.categories["coffee"].pk)
+        recs = similar(NEW_TEA, Shopper(), 3, category=coffee)
+        assert recs.source == "text" and len(recs) == 3
+        assert category_share(recs.product_ids, COFFEE) == 1.0
+
     def test_a_new_product_without_a_text_encoder_gets_popular_neighbours(
         self, recs_shop, active_model, monkeypatch, caplog
     ) -> None:
