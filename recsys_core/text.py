@@ -121,7 +121,10 @@ class TextEncoder:
                 if progress is not None:
                     progress(n_cached + int(done_after[n_unique_done - 1]), len(texts))
 
-            new_vectors = self._embed_on_every_core(new_texts, report)
+            # A batch or more is catalogue work; fewer texts (a new product's, in a web request)
+            # embed on the process's own threads (SERVING_THREADS), as the request's other work.
+            embed = self._embed_on_every_core if len(new_texts) >= self.batch_size else self._embed
+            new_vectors = embed(new_texts, report)
             for key, vector in zip(new_keys, new_vectors, strict=True):
                 vectors[missing[key]] = vector
             self._store.add(new_keys, new_vectors)

@@ -60,7 +60,7 @@ def test_a_catalogue_is_embedded_on_every_core_and_the_setting_is_restored(
     """A web process serves on one torch thread; embedding products must not change that."""
     import os
 
-    encoder = TextEncoder(tiny_model)
+    encoder = TextEncoder(tiny_model, batch_size=2)  # two batches of new texts: catalogue work
     threads_while_embedding = []
     real_embed = encoder._embed
     monkeypatch.setattr(encoder, "_embed", lambda texts, report=None: (
@@ -73,6 +73,24 @@ def test_a_catalogue_is_embedded_on_every_core_and_the_setting_is_restored(
     finally:
         torch.set_num_threads(previous)
     assert threads_while_embedding == [len(os.sched_getaffinity(0))]
+
+
+def test_fewer_texts_than_a_batch_embed_on_the_processs_own_threads(tiny_model, monkeypatch):
+    """A new product's text, embedded in a web request, must not take every core: the other
+    requests of a busy machine need them (SERVING_THREADS)."""
+    encoder = TextEncoder(tiny_model, batch_size=64)
+    threads_while_embedding = []
+    real_embed = encoder._embed
+    monkeypatch.setattr(encoder, "_embed", lambda texts, report=None: (
+        threads_while_embedding.append(torch.get_num_threads()) or real_embed(texts, report)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        vector = encoder.encode(["a new green tea"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+    assert threads_while_embedding == [1] and vector.shape == (1, encoder.dim)
 
 
 def test_cached_texts_are_not_embedded_again(tiny_model, tmp_path, monkeypatch):
