@@ -54,6 +54,23 @@ def test_batched_encoding_equals_one_text_at_a_time(tiny_model):
     np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
 
 
+def _threads_while_embedding(encoder, texts, monkeypatch) -> tuple[list[int], np.ndarray]:
+    """Encode `texts` in a process set to one torch thread (a web process): the threads each
+    embedding call ran on, and the vectors; the process's setting must be back afterwards."""
+    threads = []
+    real_embed = encoder._embed
+    monkeypatch.setattr(encoder, "_embed", lambda texts, report=None: (
+        threads.append(torch.get_num_threads()) or real_embed(texts, report)))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        vectors = encoder.encode(texts)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
+    return threads, vectors
+
+
 def test_a_catalogue_is_embedded_on_every_core_and_the_setting_is_restored(
     tiny_model, monkeypatch
 ):
@@ -61,36 +78,16 @@ def test_a_catalogue_is_embedded_on_every_core_and_the_setting_is_restored(
     import os
 
     encoder = TextEncoder(tiny_model, batch_size=2)  # two batches of new texts: catalogue work
-    threads_while_embedding = []
-    real_embed = encoder._embed
-    monkeypatch.setattr(encoder, "_embed", lambda texts, report=None: (
-        threads_while_embedding.append(torch.get_num_threads()) or real_embed(texts, report)))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        encoder.encode(TEXTS)
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(previous)
-    assert threads_while_embedding == [len(os.sched_getaffinity(0))]
+    threads, _ = _threads_while_embedding(encoder, TEXTS, monkeypatch)
+    assert threads == [len(os.sched_getaffinity(0))]
 
 
 def test_fewer_texts_than_a_batch_embed_on_the_processs_own_threads(tiny_model, monkeypatch):
     """A new product's text, embedded in a web request, must not take every core: the other
     requests of a busy machine need them (SERVING_THREADS)."""
     encoder = TextEncoder(tiny_model, batch_size=64)
-    threads_while_embedding = []
-    real_embed = encoder._embed
-    monkeypatch.setattr(encoder, "_embed", lambda texts, report=None: (
-        threads_while_embedding.append(torch.get_num_threads()) or real_embed(texts, report)))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        vector = encoder.encode(["a new green tea"])
-        assert torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(previous)
-    assert threads_while_embedding == [1] and vector.shape == (1, encoder.dim)
+    threads, vectors = _threads_while_embedding(encoder, ["a new green tea"], monkeypatch)
+    assert threads == [1] and vectors.shape == (1, encoder.dim)
 
 
 def test_cached_texts_are_not_embedded_again(tiny_model, tmp_path, monkeypatch):
