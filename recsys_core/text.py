@@ -101,13 +101,9 @@ class TextEncoder:
                 raise TypeError(f"texts[{position}] is {type(text).__name__}, not str")
         keys = [_text_key(text) for text in texts]
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        missing: dict[bytes, list[int]] = {}
-        for position, key in enumerate(keys):
-            cached = self._store.get(key)
-            if cached is None:
-                missing.setdefault(key, []).append(position)
-            else:
-                vectors[position] = cached
+        missing = self._fill_from_store(_positions(keys), vectors)
+        if missing and self._store.load_new_shards():  # another process may have embedded them
+            missing = self._fill_from_store(missing, vectors)
         n_cached = len(texts) - sum(len(positions) for positions in missing.values())
         if progress is not None:
             progress(n_cached, len(texts))
@@ -129,6 +125,19 @@ class TextEncoder:
                 vectors[missing[key]] = vector
             self._store.add(new_keys, new_vectors)
         return vectors
+
+    def _fill_from_store(
+        self, wanted: dict[bytes, list[int]], vectors: np.ndarray
+    ) -> dict[bytes, list[int]]:
+        """Copy the stored vectors of `wanted` (key -> positions) into `vectors`; the rest."""
+        missing: dict[bytes, list[int]] = {}
+        for key, positions in wanted.items():
+            cached = self._store.get(key)
+            if cached is None:
+                missing[key] = positions
+            else:
+                vectors[positions] = cached
+        return missing
 
     def encode_query(self, text: str) -> np.ndarray:
         """One search query -> [dim]; recent queries are kept in memory, not on disk."""
@@ -193,12 +202,25 @@ class _EmbeddingStore:
         )
         self._rows: dict[bytes, np.ndarray] = {}
         self._shards: list[Path] = []
+        self._looked_at: set[Path] = set()  # every shard read, even one that was unreadable
         if self.folder is not None and self.folder.is_dir():
             for shard in sorted(self.folder.glob("*.safetensors")):
                 self._load(shard)
 
     def get(self, key: bytes) -> np.ndarray | None:
         return self._rows.get(key)
+
+    def load_new_shards(self) -> int:
+        """Load the shards other processes wrote since this one looked (the training worker, the
+        catalogue job, another web process); how many. A process reads the folder at start, and
+        again only when a text is missing, so a shared cache spares it the embedding."""
+        if self.folder is None or not self.folder.is_dir():
+            return 0
+        known = self._looked_at | set(self._shards)
+        new = [shard for shard in sorted(self.folder.glob("*.safetensors")) if shard not in known]
+        for shard in new:
+            self._load(shard)
+        return len(new)
 
     def add(self, keys: list[bytes], vectors: np.ndarray) -> None:
         for key, vector in zip(keys, vectors, strict=True):
@@ -225,6 +247,7 @@ class _EmbeddingStore:
 
     def _load(self, shard: Path) -> None:
         """A damaged or foreign shard is skipped (and its texts re-embedded), never fatal."""
+        self._looked_at.add(shard)
         try:
             tensors = load_file(str(shard))
             keys, vectors = tensors["keys"], tensors["vectors"]
@@ -237,6 +260,14 @@ class _EmbeddingStore:
         for key, vector in zip(keys, vectors, strict=True):
             self._rows[key.tobytes()] = vector
         self._shards.append(shard)
+
+
+def _positions(keys: list[bytes]) -> dict[bytes, list[int]]:
+    """Each distinct key -> the positions it holds in `keys`, in first-seen order."""
+    positions: dict[bytes, list[int]] = {}
+    for position, key in enumerate(keys):
+        positions.setdefault(key, []).append(position)
+    return positions
 
 
 def _text_key(text: str) -> bytes:

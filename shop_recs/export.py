@@ -7,6 +7,7 @@ product that appears in an event (a product out of stock still tells us about ta
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +18,8 @@ from recsys_core.data import EVENT_KINDS, SequenceData, build_dataset
 from .adapter import get_adapter
 from .conf import recs_settings
 from .models import Event
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDataError(ValueError):
@@ -59,6 +62,27 @@ def export_training_data(*, window_days: int | None = None) -> TrainingSnapshot:
         )
     data = build_dataset(interactions, item_ids=item_ids, item_texts=texts)
     return TrainingSnapshot(data=data, counts=counts)
+
+
+def embed_catalogue() -> int:
+    """Embed the available products' texts that the shared embedding cache lacks: new products
+    and changed texts (``shop_recs.embed_catalogue``, run by celery beat). Training then finds
+    them there, and so does a web process serving a new product's page, which would otherwise
+    run the text encoder in the request. How many products' texts were embedded."""
+    from .registry import text_encoder
+
+    adapter = get_adapter()
+    texts = list(adapter.texts_for(adapter.available_products()).values())
+    reports: list[int] = []  # texts done so far; encode() reports the cached ones first
+
+    def progress(done: int, total: int) -> None:
+        reports.append(done)
+
+    text_encoder().encode(texts, progress=progress)
+    embedded = len(texts) - reports[0] if reports else 0
+    logger.info("shop_recs: embedded the texts of %d of %d available products", embedded,
+                len(texts))
+    return embedded
 
 
 def _natural_key(pk: str) -> tuple[int, int | str]:

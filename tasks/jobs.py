@@ -51,3 +51,11 @@ def count_co_purchases() -> int:
     from shop_recs.services.copurchase import count_co_purchases as count
 
     return count()
+
+
+@shared_task(name="shop_recs.embed_catalogue", ignore_result=True)
+def embed_catalogue() -> int:
+    """Embed new and changed product texts ahead of need (a beat entry runs it, e.g. hourly)."""
+    from shop_recs.export import embed_catalogue as embed
+
+    return embed()

@@ -102,6 +102,26 @@ def test_cached_texts_are_not_embedded_again(tiny_model, tmp_path, monkeypatch):
     np.testing.assert_array_equal(again[:len(TEXTS)], first)
 
 
+def test_texts_another_process_embedded_since_are_read_not_embedded_again(
+    tiny_model, tmp_path, monkeypatch
+):
+    """A web process started before the catalogue job embedded a new product finds its vector
+    in the shared cache folder instead of running the model in the request."""
+    web = TextEncoder(tiny_model, cache_dir=tmp_path)  # started with an empty cache
+    worker = TextEncoder(tiny_model, cache_dir=tmp_path)
+    expected = worker.encode(TEXTS)
+    (worker._store.folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    embedded = []
+    real_embed = web._embed
+    monkeypatch.setattr(web, "_embed",
+                        lambda texts, report=None: embedded.extend(texts) or real_embed(texts))
+    np.testing.assert_array_equal(web.encode(TEXTS), expected)
+    assert embedded == []
+    web.encode(["a product nobody embedded"])  # looks again, finds nothing new, embeds it
+    assert embedded == ["a product nobody embedded"]
+    assert web._store.load_new_shards() == 0  # the damaged shard is not read again
+
+
 def test_another_model_does_not_reuse_the_cache(tiny_model, tmp_path_factory, tmp_path):
     other = make_tiny_model(tmp_path_factory.mktemp("other"), seed=1)
     one = TextEncoder(tiny_model, cache_dir=tmp_path)

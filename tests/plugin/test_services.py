@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
+from demo.models import Product
 from shop_recs.events import record_event
 from shop_recs.models import CoPurchase, Event, EventKind
 from shop_recs.services import (
@@ -158,6 +161,24 @@ class TestSimilar:
         recs = similar(NEW_TEA, Shopper(), 3, category=coffee)
         assert recs.source == "text" and len(recs) == 3
         assert category_share(recs.product_ids, COFFEE) == 1.0
+
+    def test_the_catalogue_job_embeds_a_new_product_ahead_of_its_page(
+        self, recs_shop, active_model, monkeypatch
+    ) -> None:
+        from shop_recs.registry import text_encoder
+        from tasks.jobs import embed_catalogue
+
+        tea = recs_shop.categories["tea"]
+        added = Product.objects.create(title="Hojicha Roasted Green Tea", category=tea,
+                                       description=f"Loose leaf tea, batch {uuid.uuid4().hex}.",
+                                       price=Decimal("8"))
+        assert embed_catalogue() >= 1  # at least the new product's text (others may be cached)
+        assert embed_catalogue() == 0  # nothing new since: a lookup per product
+        encoder = text_encoder()
+        monkeypatch.setattr(encoder, "_embed", lambda *args, **kwargs: pytest.fail(
+            "the page ran the text encoder for a product the job had embedded"))
+        recs = similar(added, Shopper(), 3)
+        assert recs.source == "text" and category_share(recs.product_ids, TEA) == 1.0
 
     def test_a_new_product_without_a_text_encoder_gets_popular_neighbours(
         self, recs_shop, active_model, monkeypatch, caplog
