@@ -76,6 +76,9 @@ def embed_catalogue() -> int:
     reports: list[int] = []  # texts done so far; encode() reports the cached ones first
 
     def progress(done: int, total: int) -> None:
+        # A new shop's first run embeds the whole catalogue (minutes): log each tenth done.
+        if reports and done < total and done * 10 // total > reports[-1] * 10 // total:
+            logger.info("shop_recs: embedding product texts, %d of %d done", done, total)
         reports.append(done)
 
     text_encoder().encode(texts, progress=progress)

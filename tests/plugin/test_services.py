@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import uuid
 from decimal import Decimal
 
@@ -179,6 +180,21 @@ class TestSimilar:
             "the page ran the text encoder for a product the job had embedded"))
         recs = similar(added, Shopper(), 3)
         assert recs.source == "text" and category_share(recs.product_ids, TEA) == 1.0
+
+    def test_the_catalogue_job_logs_its_progress_on_a_large_catalogue(
+        self, recs_shop, caplog
+    ) -> None:
+        from tasks.jobs import embed_catalogue
+
+        batch = uuid.uuid4().hex
+        Product.objects.bulk_create(
+            Product(title=f"Tea sampler {number}", description=f"Batch {batch}.",
+                    category=recs_shop.categories["tea"], price=Decimal("3"))
+            for number in range(150)
+        )
+        with caplog.at_level(logging.INFO, logger="shop_recs.export"):
+            assert embed_catalogue() >= 150
+        assert re.search(r"embedding product texts, \d+ of \d+ done", caplog.text)
 
     def test_a_new_product_without_a_text_encoder_gets_popular_neighbours(
         self, recs_shop, active_model, monkeypatch, caplog
