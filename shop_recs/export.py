@@ -3,6 +3,8 @@
 Shoppers are keyed "u<id>" (signed in) or "s<session key>" (guests who never logged in), items by
 the host product's primary key as text. The catalogue is every available product plus every
 product that appears in an event (a product out of stock still tells us about taste).
+``embed_catalogue`` prepares the catalogue's text side ahead of training (and of new products'
+pages): the texts it would embed, already in the shared embedding cache.
 """
 
 from __future__ import annotations
