@@ -8,6 +8,7 @@ milliseconds on a CPU.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -74,11 +75,13 @@ class Recommender:
             raise ValueError("item_ids contains duplicates")
         if config.use_text:
             text_embeddings = self.model.text_embeddings[1:].numpy()
-        self._text = None if text_embeddings is None else np.asarray(text_embeddings, np.float32)
+        # Text embeddings in blocks (the trained catalogue, then items added by with_items),
+        # so that adding a few products does not copy the whole catalogue's.
+        self._text = [] if text_embeddings is None else [np.asarray(text_embeddings, np.float32)]
         self._counts = None if item_counts is None else np.asarray(item_counts, np.float64)
         with torch.inference_mode():
             self._table = self.model.item_vectors().float().contiguous()
-            # Text-match tables (codes, each row's weight), extended by add_items.
+            # Text-match tables (codes, each row's weight), extended by with_items.
             self._codes = self.model.text_codes.clone() if config.uses_text_match else None
             self._match_weights = self.model.text_match_weights()
         self._unit_table: np.ndarray | None = None
@@ -92,43 +95,52 @@ class Recommender:
     @property
     def text_embeddings(self) -> np.ndarray | None:
         """Text embedding per item (for personalised search), aligned with `item_ids`."""
-        return self._text
+        if not self._text:
+            return None
+        if len(self._text) > 1:
+            self._text = [np.concatenate(self._text)]
+        return self._text[0]
 
     def item_vectors(self) -> np.ndarray:
         """The learned vector of every item [n_items, d], aligned with `item_ids`."""
         return self._table[1:].numpy().copy()
 
-    def add_items(self, item_ids: Sequence[str], text_embeddings: np.ndarray) -> None:
-        """Make products added after training recommendable, placed by their text alone."""
+    def with_items(self, item_ids: Sequence[str], text_embeddings: np.ndarray) -> Recommender:
+        """A copy that also knows products added after training, each placed by its text
+        alone: the model's text projection, and the text-match weight of an item with no
+        interactions. This recommender stays as it is, so requests holding it are undisturbed.
+        """
         new_ids = [str(item) for item in item_ids]
         embeddings = np.asarray(text_embeddings, dtype=np.float32)
-        if self._text is None or not self.model.config.use_text:
+        if not self._text or not self.model.config.use_text:
             raise ValueError("this model was trained without text: it cannot place new items")
-        if embeddings.shape != (len(new_ids), self._text.shape[1]):
-            raise ValueError(
-                f"text_embeddings has shape {embeddings.shape}, "
-                f"expected ({len(new_ids)}, {self._text.shape[1]})"
-            )
+        text_dim = self._text[0].shape[1]
+        if embeddings.shape != (len(new_ids), text_dim):
+            expected = (len(new_ids), text_dim)
+            raise ValueError(f"text_embeddings has shape {embeddings.shape}, expected {expected}")
         known = [item for item in new_ids if item in self._index]
         if known or len(set(new_ids)) != len(new_ids):
             raise ValueError(f"items already in the catalogue or repeated: {known[:5] or new_ids}")
+        extended = copy.copy(self)
         with torch.inference_mode():
             side = torch.from_numpy(embeddings)
-            vectors = self.model.project_text(side).float()
+            extended._table = torch.cat([self._table, self.model.project_text(side).float()])
             if self._codes is not None and self._match_weights is not None:
-                self._codes = torch.cat([self._codes, self.model.text_code(side)])
+                extended._codes = torch.cat([self._codes, self.model.text_code(side)])
                 no_interactions = torch.zeros(len(new_ids), dtype=torch.long)  # bucket 0
-                new_weights = self.model.text_match_weights(no_interactions)
-                self._match_weights = torch.cat([self._match_weights, new_weights])
-        self._table = torch.cat([self._table, vectors]).contiguous()
-        for item in new_ids:
-            self._item_ids.append(item)
-            self._index[item] = len(self._item_ids)
-        self._text = np.concatenate([self._text, embeddings])
+                extended._match_weights = torch.cat(
+                    [self._match_weights, self.model.text_match_weights(no_interactions)]
+                )
+        extended._item_ids = [*self._item_ids, *new_ids]
+        extended._index = {
+            **self._index, **{item: len(self._item_ids) + n for n, item in enumerate(new_ids, 1)}
+        }
+        extended._text = [*self._text, embeddings]
         if self._counts is not None:
-            self._counts = np.concatenate([self._counts, np.zeros(len(new_ids))])
-        self._unit_table = None
-        self._neighbours.cache_clear()
+            extended._counts = np.concatenate([self._counts, np.zeros(len(new_ids))])
+        extended._unit_table = None
+        extended._neighbours = lru_cache(maxsize=_NEIGHBOUR_LISTS)(extended._rank_neighbours)
+        return extended
 
     # ----------------------------------------------------------------- requests
     def recommend(
@@ -250,14 +262,18 @@ class Recommender:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if self._text is None:
+        if not self._text:
             raise ValueError("this model keeps no text embeddings")
         vector = np.asarray(vector, dtype=np.float32)
-        if vector.shape != (self._text.shape[1],):
-            raise ValueError(f"vector has shape {vector.shape}, expected ({self._text.shape[1]},)")
+        text_dim = self._text[0].shape[1]
+        if vector.shape != (text_dim,):
+            raise ValueError(f"vector has shape {vector.shape}, expected ({text_dim},)")
         scores = np.empty(len(self._table), dtype=np.float32)
         scores[0] = -np.inf  # the padding row
-        np.matmul(self._text, vector, out=scores[1:])
+        start = 1
+        for block in self._text:
+            np.matmul(block, vector, out=scores[start : start + len(block)])
+            start += len(block)
         scores[self._known(exclude)] = -np.inf
         allowed_mask = self._allowed_mask(allowed)
         if allowed_mask is not None:

@@ -271,27 +271,42 @@ def test_added_products_are_placed_by_text_alone(recommender):
     new = [f"new-{c}" for c in range(N_CATEGORIES)]
     before = len(recommender.item_ids)
     recommender.similar_items(ids(1)[0], k=3)  # its neighbours kept from before
-    recommender.add_items(new, texts)
-    try:
-        assert recommender.item_ids[before:] == new
-        neighbours = recommender.similar_items(ids(1)[0], k=len(recommender.item_ids) - 1)
-        assert set(new) <= {s.item for s in neighbours}  # kept lists were made anew
-        vectors = recommender.item_vectors()[before:]
-        with torch.inference_mode():
-            expected = recommender.model.project_text(torch.from_numpy(texts)).numpy()
-        np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
-        for category, item in enumerate(new):
-            history = ids(category * 10 + 1, category * 10 + 2)
-            scores = recommender.score(history, new)
-            assert int(np.argmax(scores)) == category
-            assert item in {s.item for s in recommender.recommend(history, k=40)}
-        with pytest.raises(ValueError, match="already in the catalogue"):
-            recommender.add_items(new[:1], texts[:1])
-        with pytest.raises(ValueError, match="shape"):
-            recommender.add_items(["other"], texts[:2])
-    finally:
-        recommender.__init__(recommender.model, SHOP.data.item_ids,
-                             item_counts=item_counts(SHOP.data.sequences, SHOP.n_items))
+    extended = recommender.with_items(new, texts)
+    assert extended.item_ids[before:] == new
+    neighbours = extended.similar_items(ids(1)[0], k=len(extended.item_ids) - 1)
+    assert set(new) <= {s.item for s in neighbours}  # its own kept lists
+    vectors = extended.item_vectors()[before:]
+    with torch.inference_mode():
+        expected = extended.model.project_text(torch.from_numpy(texts)).numpy()
+    np.testing.assert_allclose(vectors, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(extended.text_embeddings[before:], texts)
+    found = extended.items_like_text(texts[2], k=1)
+    assert found[0].item == new[2]
+    for category, item in enumerate(new):
+        history = ids(category * 10 + 1, category * 10 + 2)
+        scores = extended.score(history, new)
+        assert int(np.argmax(scores)) == category
+        assert item in {s.item for s in extended.recommend(history, k=40)}
+    with pytest.raises(ValueError, match="already in the catalogue"):
+        extended.with_items(new[:1], texts[:1])
+    with pytest.raises(ValueError, match="shape"):
+        extended.with_items(["other"], texts[:2])
+
+
+def test_placing_products_leaves_the_recommender_it_came_from_as_it_was(recommender):
+    history = ids(1, 2)
+    lists = recommender.recommend(history, k=10), recommender.similar_items(ids(1)[0], k=5)
+    vectors, text = recommender.item_vectors(), recommender.text_embeddings.copy()
+    texts = np.eye(N_CATEGORIES, TEXT_DIM, dtype=np.float32)
+    extended = recommender.with_items([f"new-{c}" for c in range(N_CATEGORIES)], texts)
+    assert len(extended.item_ids) == len(recommender.item_ids) + N_CATEGORIES
+    assert "new-0" not in recommender.item_ids
+    with pytest.raises(KeyError):
+        recommender.similar_items("new-0")
+    assert (recommender.recommend(history, k=10), recommender.similar_items(ids(1)[0], k=5)) \
+        == lists
+    np.testing.assert_array_equal(recommender.item_vectors(), vectors)
+    np.testing.assert_array_equal(recommender.text_embeddings, text)
 
 
 def test_text_match_places_a_new_product_next_to_the_latest_items_text():
@@ -303,9 +318,9 @@ def test_text_match_places_a_new_product_next_to_the_latest_items_text():
     model = SeqRecModel(config, SHOP.texts)
     with torch.no_grad():
         model.text_match_weight.fill_(1000.0)  # let the text channel decide
-    recommender = Recommender(model, SHOP.data.item_ids)
     twin = SHOP.texts[2] + 0.01  # a new product whose text is item 3's (p3)
-    recommender.add_items(["twin"], twin[None, :] / np.linalg.norm(twin))
+    recommender = Recommender(model, SHOP.data.item_ids).with_items(
+        ["twin"], twin[None, :] / np.linalg.norm(twin))
     found = recommender.recommend(ids(7, 3), k=1)
     assert found[0].item == "twin"
 
@@ -355,7 +370,7 @@ def test_id_only_model_cannot_place_new_items():
 
     plain = Recommender(SeqRecModel(config), SHOP.data.item_ids)
     with pytest.raises(ValueError, match="without text"):
-        plain.add_items(["x"], np.zeros((1, TEXT_DIM), np.float32))
+        plain.with_items(["x"], np.zeros((1, TEXT_DIM), np.float32))
 
 
 def test_as_score_fn_maps_another_catalogue(recommender):

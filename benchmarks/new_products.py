@@ -1,0 +1,184 @@
+"""Products added after training: what placing them by their text alone is worth.
+
+    python -m benchmarks.new_products [--new-share 0.1] [--seed 0] [--max-train-seconds 600]
+                                      [--data-root ../shared/data]
+
+A shop adds products between trainings. ``Recommender.with_items`` places such a product by its
+text alone (the model's text projection and text-match code, with the weight of an item that had
+no interactions), so that it can enter for-you lists before the next training. This measures
+whether that helps shoppers or gets in the way, on Amazon Scientific (real texts and sequences):
+
+1. a share of the catalogue (``--new-share``, seeded) becomes "new": their events are removed
+   from training, and so is every shopper's last event (the test case);
+2. a model of the shop's shape (the plugin's default training settings) is trained on the rest
+   through ``recsys_core.pipeline``, as the shop's training job does;
+3. each shopper's last event is then ranked against the WHOLE catalogue, history included as it
+   happened (new products in it are known only once placed), history removed from the ranking:
+   first with the new products left out (what serving did before), then with them placed.
+
+Reports NDCG@10 / Recall@10 over all test cases, over those whose next product is a new one and
+over those whose next product the model was trained on (what placing must not harm), the share
+of top-10 slots the new products take, and the text-only nearest neighbour of the last product
+as a reference. Appends the table to BENCHMARKS.md; the last line is
+``RESULT new_share=<x> ndcg@10_without=<x> ndcg@10_placed=<x> new_target_ndcg@10=<x>
+known_target_ndcg@10_without=<x> known_target_ndcg@10_placed=<x>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import django
+import numpy as np
+import torch
+
+from benchmarks._report import REPO_ROOT, machine_description, publish
+from benchmarks.quality import _print_progress, _text_encoder
+from recsys_core.baselines import LastItemTextModel
+from recsys_core.config import TrainConfig
+from recsys_core.data import SequenceData, load_scientific
+from recsys_core.evaluation import ScoreFn, evaluate
+from recsys_core.pipeline import train_version
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new-share", type=float, default=0.1,
+                        help="share of the catalogue added after training")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-train-seconds", type=float, default=600.0)
+    parser.add_argument("--data-root", type=Path, default=REPO_ROOT.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+    if not 0 < args.new_share < 1:
+        parser.error("--new-share must be between 0 and 1")
+
+    started = time.perf_counter()
+    data = load_scientific(args.data_root)
+    rng = np.random.default_rng(args.seed)
+    is_new = np.zeros(data.n_items + 1, dtype=bool)
+    is_new[1 + rng.choice(data.n_items, round(args.new_share * data.n_items), replace=False)] = True
+    histories = [sequence[:-1] for sequence in data.sequences]
+    kinds = [sequence_kinds[:-1] for sequence_kinds in data.kinds]
+    targets = np.array([sequence[-1] for sequence in data.sequences], dtype=np.int64)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
+    django.setup()
+    from shop_recs.registry import DEFAULT_TRAINING  # the shop's model shape
+
+    settings = dict(DEFAULT_TRAINING)
+    model_overrides = {"text_match_dim": settings.pop("text_match_dim")}
+    train_config = TrainConfig(**settings, num_threads=torch.get_num_threads(),
+                               max_train_seconds=args.max_train_seconds)
+    encoder = _text_encoder()
+    with tempfile.TemporaryDirectory() as output:
+        result = train_version(
+            _without(data, histories, kinds, is_new),
+            model_config_overrides=model_overrides,
+            train_config=train_config,
+            text_encoder=encoder,
+            output_dir=Path(output) / "version",
+            progress=_print_progress,
+            baseline_scores=False,
+        )
+    recommender = result.recommender
+    texts = encoder.encode(data.item_texts)
+
+    new_targets = is_new[targets]
+
+    def report(score_fn: ScoreFn) -> dict[str, object]:
+        def ndcg(rows: np.ndarray) -> tuple[float, float]:
+            picked = np.flatnonzero(rows)
+            found = evaluate(score_fn, [histories[i] for i in picked], [kinds[i] for i in picked],
+                             targets[picked], data.n_items)
+            return found.metrics["ndcg@10"], found.metrics["recall@10"]
+        everything = ndcg(np.ones(len(targets), dtype=bool))
+        return {"all": everything, "new": ndcg(new_targets), "known": ndcg(~new_targets),
+                "new_share_top10": _new_share_of_top10(score_fn, histories, kinds, is_new)}
+
+    without = report(recommender.as_score_fn(data.item_ids))
+    new_positions = np.flatnonzero(is_new) - 1
+    extended = recommender.with_items([data.item_ids[i] for i in new_positions],
+                                      texts[new_positions])
+    placed = report(extended.as_score_fn(data.item_ids))
+    text_only = report(LastItemTextModel(texts))
+
+    rows = [
+        ["model, new products left out (before)", *_cells(without)],
+        ["model, new products placed by text (with_items)", *_cells(placed)],
+        ["text-only nearest neighbour of the last product", *_cells(text_only)],
+    ]
+    header = ["ranking", "NDCG@10 all", "Recall@10 all", "NDCG@10 new target",
+              "Recall@10 new target", "NDCG@10 known target", "Recall@10 known target",
+              "top-10 slots held by new products"]
+    notes = [
+        f"Amazon Scientific: {data.n_items} products, {len(data.users)} shoppers; "
+        f"{int(is_new.sum())} products ({args.new_share:.0%}, seed {args.seed}) added after "
+        f"training; {len(targets)} test cases (each shopper's last event), "
+        f"{int(new_targets.sum())} of them a new product.",
+        f"Model of the shop's shape (shop_recs.registry.DEFAULT_TRAINING: {DEFAULT_TRAINING}), "
+        f"trained through recsys_core.pipeline on the other products' events without each "
+        f"shopper's last one, {result.train_seconds:.0f} s (max {args.max_train_seconds:.0f} s).",
+        "Every case ranks the whole catalogue with the shopper's history removed; new products "
+        "in a history count only once placed.",
+    ]
+    publish(
+        "Products added after training, placed by their text (with_items)",
+        header,
+        rows,
+        machine=machine_description(),
+        notes=notes,
+        started=started,
+    )
+    print(
+        f"RESULT new_share={args.new_share} ndcg@10_without={without['all'][0]:.4f} "
+        f"ndcg@10_placed={placed['all'][0]:.4f} new_target_ndcg@10={placed['new'][0]:.4f} "
+        f"known_target_ndcg@10_without={without['known'][0]:.4f} "
+        f"known_target_ndcg@10_placed={placed['known'][0]:.4f}"
+    )
+
+
+def _without(
+    data: SequenceData, histories: list[np.ndarray], kinds: list[np.ndarray], is_new: np.ndarray
+) -> SequenceData:
+    """The shop before the new products: their events dropped, the others renumbered."""
+    kept = np.flatnonzero(~is_new[1:]) + 1
+    renumber = np.zeros(data.n_items + 1, dtype=np.int64)
+    renumber[kept] = np.arange(1, len(kept) + 1)
+    keep = [~is_new[history] for history in histories]
+    return SequenceData(
+        item_ids=[data.item_ids[i - 1] for i in kept],
+        users=list(data.users),
+        sequences=[renumber[h[k]] for h, k in zip(histories, keep, strict=True)],
+        kinds=[kind[k] for kind, k in zip(kinds, keep, strict=True)],
+        item_texts=[data.item_texts[i - 1] for i in kept] if data.item_texts else None,
+    )
+
+
+def _new_share_of_top10(
+    score_fn: ScoreFn, histories: list[np.ndarray], kinds: list[np.ndarray], is_new: np.ndarray
+) -> float:
+    """Share of the top-10 slots (history removed) that new products take."""
+    held = shown = 0
+    for start in range(0, len(histories), 256):
+        batch = histories[start : start + 256]
+        scores = torch.as_tensor(score_fn(batch, kinds[start : start + 256]))
+        scores[:, 0] = -torch.inf
+        for row, history in enumerate(batch):
+            scores[row, torch.from_numpy(np.asarray(history))] = -torch.inf
+        top_scores, top = scores.topk(10, dim=1)
+        top = top[torch.isfinite(top_scores)].numpy()
+        held += int(is_new[top].sum())
+        shown += len(top)
+    return held / max(shown, 1)
+
+
+def _cells(found: dict[str, object]) -> list[object]:
+    return [*found["all"], *found["new"], *found["known"], found["new_share_top10"]]
+
+
+if __name__ == "__main__":
+    main()
