@@ -103,6 +103,10 @@ DEFAULTS: dict[str, Any] = {
     # are re-checked against the database when rendered, so a product that sells out between
     # refreshes is still never shown.
     "CATALOG_REFRESH_SECONDS": 60,
+    # Rank for-you lists with the products added since the active model was trained placed in
+    # it by their text (each web process places them after the catalogue refresh that finds
+    # them), so a new product can be recommended before the next training. False: only after.
+    "PLACE_NEW_PRODUCTS": True,
     # Fallback lists when there is no usable model: "popular" counts the last POPULAR_DAYS days
     # of events, "trending" the last TRENDING_HOURS hours; each process recomputes them in a
     # background thread every POPULARITY_REFRESH_SECONDS (one aggregate query over the window).

@@ -45,6 +45,7 @@ from .items import (
     click_links,
     reason_text,
 )
+from .new_products import with_new_products
 from .rules import Rules, apply_rules, hides_purchases
 from .shopper import Shopper, load_history
 from .tokens import ClickData, make_click_token
@@ -87,7 +88,7 @@ def for_you(
     exclude = frozenset(exclude)
     history = load_history(shopper)
     snapshot = catalog.get()
-    model = active_model()
+    model = with_new_products(active_model())
     purchased = history.purchased if hides_purchases(placement) else frozenset()
     pool = _pool(limit, exclude)
     seen = frozenset(history.product_ids)
@@ -251,7 +252,7 @@ def active_model() -> LoadedModel | None:
         return None
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=2)  # the active model, and it with new products placed (new_products)
 def known_items(model: LoadedModel) -> frozenset[str]:
     return frozenset(model.recommender.item_ids)
 
@@ -282,7 +283,8 @@ def _allowed(snapshot: CatalogSnapshot, model: LoadedModel, category: str | None
     members = snapshot.available if category is None else snapshot.members.get(category)
     if members is None:
         return model.recommender.item_mask(())  # not kept: any string can be asked for
-    return snapshot.derived(("allowed", model.version_id, category),
+    # Keyed by the model itself: one version serves with and without new products placed.
+    return snapshot.derived(("allowed", model, category),
                             lambda: model.recommender.item_mask(members))
 
 

@@ -55,6 +55,11 @@ class Refreshed(Generic[T]):
             self._start_rebuild()
         return value
 
+    @property
+    def current(self) -> T | None:
+        """The value as it is (None before the first build), neither built nor refreshed."""
+        return self._value
+
     def invalidate(self) -> None:
         """Forget the value: the next caller builds it (tests; a shop after a bulk import)."""
         with self._lock:

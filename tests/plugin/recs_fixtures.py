@@ -28,7 +28,7 @@ from demo.models import Category, Product
 from shop_recs.events import record_event
 from shop_recs.models import ModelVersion
 from shop_recs.registry import GateDecision, store_version
-from shop_recs.services import fallbacks, recommendations, search
+from shop_recs.services import fallbacks, new_products, recommendations, search
 from shop_recs.services.catalog import catalog
 from shop_recs.serving import LoadedModel, model_holder
 
@@ -135,6 +135,7 @@ def reset_recs_caches() -> None:
     fallbacks.popular_ranking.invalidate()
     fallbacks.trending_ranking.invalidate()
     recommendations.known_items.cache_clear()
+    new_products.placed_model.invalidate()
     model_holder.reset()
     search.search_index.invalidate()
     search.popular_queries.invalidate()

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from demo.models import Product
+from recsys_core.inference import Recommender
 from shop_recs.services import Candidate, Reason, Shopper, for_you, similar
 from shop_recs.services.catalog import CatalogSnapshot, catalog
 from shop_recs.services.rules import Rules, apply_rules
@@ -96,21 +97,27 @@ class TestOnModelLists:
         recs_shop.view(11, 12, 13, user=recs_shop.alice)
         alice = Shopper.for_user(recs_shop.alice)
         resolved = []
-        item_mask = active_model.recommender.item_mask
-        monkeypatch.setattr(active_model.recommender, "item_mask",
-                            lambda items: resolved.append(len(items)) or item_mask(items))
+        item_mask = Recommender.item_mask
+
+        def counted(model: Recommender, items):
+            resolved.append(len(items))
+            return item_mask(model, items)
+
+        monkeypatch.setattr(Recommender, "item_mask", counted)
         for _ in range(2):
             assert for_you(alice, 5).source == "model"
             assert set(for_you(alice, 5, category="3").product_ids) <= set(KETTLES)
             similar(31, alice, 5)
-        assert len(resolved) == 2  # the available products, and those of category 3
+        # For-you's model (with the new tea placed): the available products and those of
+        # category 3; the trained model's for similar: the available products.
+        assert len(resolved) == 3
         # A category nobody has: nothing allowed, and nothing kept for it.
         for category in ("no-such-category", "another"):
             assert for_you(alice, 5, category=category).product_ids == []
-        assert len(resolved) == 4 and resolved[2:] == [0, 0]
+        assert len(resolved) == 5 and resolved[3:] == [0, 0]
         catalog.invalidate()  # a new snapshot (products sold out, came back): resolved anew
         for_you(alice, 5)
-        assert len(resolved) == 5
+        assert len(resolved) == 6
 
     def test_the_rerank_hook_boosts_and_drops(self, recs_shop, active_model) -> None:
         path = f"{__name__}.promote_36_and_drop_35"
