@@ -52,9 +52,8 @@ def with_new_products(trained: LoadedModel | None) -> LoadedModel | None:
 
 
 def place_new_products() -> PlacedModel:
-    """The active model and the current catalogue snapshot, with the products that one has and
-    the other does not know placed by their text (the last placement reused when they are the
-    same products)."""
+    """The active model with the available products it does not know placed by their text
+    (the last placement reused while they are the same products)."""
     trained, snapshot = model_holder.get(), catalog.get()
     if trained is None or trained.recommender.text_embeddings is None:
         return PlacedModel(trained, snapshot, trained, frozenset())
@@ -99,7 +98,8 @@ def _outdated(placed: PlacedModel) -> bool:
 
 
 # Built on first use (that request waits), then again in a background thread when the active
-# model or the catalogue snapshot changes; for-you lists use the trained model meanwhile.
+# model or the catalogue snapshot changes; meanwhile for-you lists use the last placement made
+# for the active model, or that model as trained.
 placed_model: Refreshed[PlacedModel] = Refreshed(
     place_new_products, lambda: recs_settings.CATALOG_REFRESH_SECONDS, "new products' placement",
     outdated=_outdated,
