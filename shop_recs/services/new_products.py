@@ -35,6 +35,7 @@ class PlacedModel:
     snapshot: CatalogSnapshot
     model: LoadedModel | None  # `trained` with the new products placed (or `trained` itself)
     unknown: frozenset[str]  # the available products `trained` does not know
+    failed: bool = False  # placing them failed: tried again after the next catalogue refresh
 
 
 def with_new_products(trained: LoadedModel | None) -> LoadedModel | None:
@@ -59,16 +60,16 @@ def place_new_products() -> PlacedModel:
         return PlacedModel(trained, snapshot, trained, frozenset())
     unknown = frozenset(snapshot.available.difference(trained.recommender.item_ids))
     previous = placed_model.current
-    if previous is not None and previous.trained is trained and previous.unknown == unknown:
+    if (previous is not None and previous.trained is trained and previous.unknown == unknown
+            and not previous.failed):
         return replace(previous, snapshot=snapshot)
     try:
-        model = _placed(trained, unknown)
+        return PlacedModel(trained, snapshot, _placed(trained, unknown), unknown)
     except Exception:
         logger.exception("shop_recs: products added since model %s was trained could not be "
-                         "placed; for-you lists leave them out until the catalogue changes",
+                         "placed; for-you lists leave them out until the next catalogue refresh",
                          trained.label)
-        model = trained
-    return PlacedModel(trained, snapshot, model, unknown)
+        return PlacedModel(trained, snapshot, trained, unknown, failed=True)
 
 
 def _placed(trained: LoadedModel, unknown: frozenset[str]) -> LoadedModel:

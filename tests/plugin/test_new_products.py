@@ -98,3 +98,20 @@ def test_a_failed_placement_is_logged_and_the_trained_model_serves(
     assert recs.source == "model" and str(NEW_TEA) not in recs.product_ids
     assert "could not be placed" in caplog.text
     assert placed_model.get().model is active_model  # kept until the catalogue changes
+
+
+def test_a_failed_placement_is_tried_again_after_the_next_catalogue_refresh(
+    recs_shop: RecsShop, active_model, monkeypatch
+) -> None:
+    from shop_recs import registry
+
+    def missing_encoder():
+        raise OSError("text model files are missing")
+
+    working = registry.text_encoder
+    monkeypatch.setattr(registry, "text_encoder", missing_encoder)
+    assert placed_model.get().failed
+    monkeypatch.setattr(registry, "text_encoder", working)  # the files are back
+    catalog.invalidate()  # the next refresh, with the same new products
+    placed = place_new_products()
+    assert not placed.failed and str(NEW_TEA) in placed.model.recommender.item_ids
