@@ -105,15 +105,22 @@ class Recommender:
         """The learned vector of every item [n_items, d], aligned with `item_ids`."""
         return self._table[1:].numpy().copy()
 
-    def with_items(self, item_ids: Sequence[str], text_embeddings: np.ndarray) -> Recommender:
+    def with_items(
+        self, item_ids: Sequence[str], text_embeddings: np.ndarray, *, boost: float = 1.0
+    ) -> Recommender:
         """A copy that also knows products added after training, each placed by its text
         alone: the model's text projection, and the text-match weight of an item with no
         interactions. This recommender stays as it is, so requests holding it are undisturbed.
+
+        `boost` multiplies the placed vectors: above 1 a new item scores higher with the
+        shoppers its text suits (and lower with the others), so new items take more slots.
         """
         new_ids = [str(item) for item in item_ids]
         embeddings = np.asarray(text_embeddings, dtype=np.float32)
         if not self._text or not self.model.config.use_text:
             raise ValueError("this model was trained without text: it cannot place new items")
+        if not boost > 0:
+            raise ValueError(f"boost must be > 0, got {boost!r}")
         text_dim = self._text[0].shape[1]
         if embeddings.shape != (len(new_ids), text_dim):
             expected = (len(new_ids), text_dim)
@@ -124,7 +131,8 @@ class Recommender:
         extended = copy.copy(self)
         with torch.inference_mode():
             side = torch.from_numpy(embeddings)
-            extended._table = torch.cat([self._table, self.model.project_text(side).float()])
+            placed = boost * self.model.project_text(side).float()
+            extended._table = torch.cat([self._table, placed])
             if self._codes is not None and self._match_weights is not None:
                 extended._codes = torch.cat([self._codes, self.model.text_code(side)])
                 no_interactions = torch.zeros(len(new_ids), dtype=torch.long)  # bucket 0

@@ -293,6 +293,29 @@ def test_added_products_are_placed_by_text_alone(recommender):
         extended.with_items(["other"], texts[:2])
 
 
+def test_a_boost_scales_the_placed_products_and_lifts_them_in_lists(recommender):
+    texts = np.eye(N_CATEGORIES, TEXT_DIM, dtype=np.float32)
+    new = [f"new-{c}" for c in range(N_CATEGORIES)]
+    before = len(recommender.item_ids)
+    plain = recommender.with_items(new, texts)
+    boosted = recommender.with_items(new, texts, boost=3.0)
+    np.testing.assert_allclose(boosted.item_vectors()[before:],
+                               3.0 * plain.item_vectors()[before:], rtol=1e-6)
+    np.testing.assert_array_equal(boosted.item_vectors()[:before], plain.item_vectors()[:before])
+    lifted = 0
+    for category, item in enumerate(new):
+        history = ids(category * 10 + 1, category * 10 + 2)
+        np.testing.assert_allclose(boosted.score(history, new), 3.0 * plain.score(history, new),
+                                   rtol=1e-5, atol=1e-6)
+        ranked = [[s.item for s in r.recommend(history, k=before)] for r in (plain, boosted)]
+        assert ranked[1].index(item) <= ranked[0].index(item)
+        lifted += ranked[1].index(item) < ranked[0].index(item)
+    assert lifted
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="boost must be > 0"):
+            recommender.with_items(new, texts, boost=bad)
+
+
 def test_placing_products_leaves_the_recommender_it_came_from_as_it_was(recommender):
     history = ids(1, 2)
     lists = recommender.recommend(history, k=10), recommender.similar_items(ids(1)[0], k=5)
