@@ -16,6 +16,7 @@ as a crash deep inside training or a page. Ids (add new ones at the end):
 - shop_recs.E011  PRODUCT_SELECT_RELATED is not a list of the product's single-valued relations
 - shop_recs.E012  IMPRESSION_FLUSH_SECONDS is not a number of seconds >= 0
 - shop_recs.E013  CO_PURCHASE_COUNT_DELAY is neither None nor a whole number of seconds >= 1
+- shop_recs.E014  NEW_PRODUCT_BOOST is not a number > 0
 - shop_recs.W001  GuestSessionMiddleware missing (or before SessionMiddleware): guest events
                   are not merged into the account at login
 - shop_recs.W002  PrivateResponseMiddleware missing: shop pages with personal lists are not
@@ -61,7 +62,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if product_model is not None:
         messages += _product_fields(product_model)
     messages += _order_line(product_model)
-    messages += _impression_flush() + _co_purchase_delay()
+    messages += _impression_flush() + _co_purchase_delay() + _new_product_boost()
     messages += _guest_middleware() + _private_middleware()
     return messages
 
@@ -87,6 +88,18 @@ def _co_purchase_delay() -> list[CheckMessage]:
         hint="600 counts co-purchases ten minutes after a purchase; None leaves counting to "
              "training runs, order imports and the shop_recs.count_co_purchases task.",
         id="shop_recs.E013",
+    )]
+
+
+def _new_product_boost() -> list[CheckMessage]:
+    value = recs_settings.NEW_PRODUCT_BOOST
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return []
+    return [Error(
+        f"SHOP_RECS['NEW_PRODUCT_BOOST'] must be a number > 0, not {value!r}.",
+        hint="1.0 places new products as the model scores them; 1.1 gives them a little more "
+             "room in for-you lists.",
+        id="shop_recs.E014",
     )]
 
 

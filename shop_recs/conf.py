@@ -107,6 +107,10 @@ DEFAULTS: dict[str, Any] = {
     # it by their text (each web process places them after the catalogue refresh that finds
     # them), so a new product can be recommended before the next training. False: only after.
     "PLACE_NEW_PRODUCTS": True,
+    # Multiplies the placed products' vectors: above 1 they score higher with the shoppers
+    # whose taste their text suits, and take more for-you slots at some cost to the rest
+    # (README "New products" has the measured trade-off); 1: as the model places them.
+    "NEW_PRODUCT_BOOST": 1.0,
     # Fallback lists when there is no usable model: "popular" counts the last POPULAR_DAYS days
     # of events, "trending" the last TRENDING_HOURS hours; each process recomputes them in a
     # background thread every POPULARITY_REFRESH_SECONDS (one aggregate query over the window).

@@ -5,9 +5,9 @@ for-you list until the next training. Each web process therefore keeps the activ
 by the available products it does not know (``Recommender.with_items``: each placed by the
 model's text projection, as a product with no interactions yet), made again in a background
 thread when a catalogue refresh finds other such products or another model is activated
-(``Refreshed``), and for-you lists are ranked with it. Their texts come from the shared
-embedding cache, which the catalogue job fills ahead of need. ``python -m
-benchmarks.new_products`` measures what this is worth.
+(``Refreshed``), and for-you lists are ranked with it; ``NEW_PRODUCT_BOOST`` gives them more
+room. Their texts come from the shared embedding cache, which the catalogue job fills ahead of
+need. ``python -m benchmarks.new_products`` measures what this is worth.
 
 Product pages keep the trained model: a new product's similar list comes from text similarity
 (``fallbacks.text_similar``), and the trained model's neighbour lists stay as they are.
@@ -35,6 +35,7 @@ class PlacedModel:
     snapshot: CatalogSnapshot
     model: LoadedModel | None  # `trained` with the new products placed (or `trained` itself)
     unknown: frozenset[str]  # the available products `trained` does not know
+    boost: float = 1.0  # NEW_PRODUCT_BOOST they were placed with
     failed: bool = False  # placing them failed: tried again after the next catalogue refresh
 
 
@@ -59,20 +60,21 @@ def place_new_products() -> PlacedModel:
     if trained is None or trained.recommender.text_embeddings is None:
         return PlacedModel(trained, snapshot, trained, frozenset())
     unknown = frozenset(snapshot.available.difference(trained.recommender.item_ids))
+    boost = float(recs_settings.NEW_PRODUCT_BOOST)
     previous = placed_model.current
     if (previous is not None and previous.trained is trained and previous.unknown == unknown
-            and not previous.failed):
+            and previous.boost == boost and not previous.failed):
         return replace(previous, snapshot=snapshot)
     try:
-        return PlacedModel(trained, snapshot, _placed(trained, unknown), unknown)
+        return PlacedModel(trained, snapshot, _placed(trained, unknown, boost), unknown, boost)
     except Exception:
         logger.exception("shop_recs: products added since model %s was trained could not be "
                          "placed; for-you lists leave them out until the next catalogue refresh",
                          trained.label)
-        return PlacedModel(trained, snapshot, trained, unknown, failed=True)
+        return PlacedModel(trained, snapshot, trained, unknown, boost, failed=True)
 
 
-def _placed(trained: LoadedModel, unknown: frozenset[str]) -> LoadedModel:
+def _placed(trained: LoadedModel, unknown: frozenset[str], boost: float) -> LoadedModel:
     from ..registry import text_encoder
 
     if not unknown:
@@ -91,7 +93,8 @@ def _placed(trained: LoadedModel, unknown: frozenset[str]) -> LoadedModel:
     vectors = np.asarray(encoder.encode([texts[pid] for pid in product_ids]))
     logger.info("shop_recs: %d products added since model %s was trained placed by their text",
                 len(product_ids), trained.label)
-    return replace(trained, recommender=recommender.with_items(product_ids, vectors))
+    return replace(trained,
+                   recommender=recommender.with_items(product_ids, vectors, boost=boost))
 
 
 def _outdated(placed: PlacedModel) -> bool:

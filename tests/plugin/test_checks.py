@@ -136,6 +136,17 @@ def test_co_purchase_count_delay_passes(value: int | None) -> None:
     assert shop_recs_messages(CO_PURCHASE_COUNT_DELAY=value) == []
 
 
+@pytest.mark.parametrize("value", [0, -1.5, "1.2", None, True])
+def test_bad_new_product_boost(value: Any) -> None:
+    message = only(shop_recs_messages(NEW_PRODUCT_BOOST=value), "shop_recs.E014")
+    assert repr(value) in message.msg
+
+
+@pytest.mark.parametrize("value", [1, 1.1, 0.5])
+def test_new_product_boost_passes(value: float) -> None:
+    assert shop_recs_messages(NEW_PRODUCT_BOOST=value) == []
+
+
 def test_select_related_of_a_real_relation_passes() -> None:
     assert shop_recs_messages(PRODUCT_SELECT_RELATED=["category"]) == []
 

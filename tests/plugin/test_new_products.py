@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+import numpy as np
 from django.conf import settings
 from django.test import override_settings
 
@@ -115,3 +116,16 @@ def test_a_failed_placement_is_tried_again_after_the_next_catalogue_refresh(
     catalog.invalidate()  # the next refresh, with the same new products
     placed = place_new_products()
     assert not placed.failed and str(NEW_TEA) in placed.model.recommender.item_ids
+
+
+def test_the_new_product_boost_scales_the_placed_products(
+    recs_shop: RecsShop, active_model
+) -> None:
+    plain = placed_model.get()
+    boost = {**settings.SHOP_RECS, "NEW_PRODUCT_BOOST": 2.5}
+    with override_settings(SHOP_RECS=boost):
+        boosted = place_new_products()  # the same new products, another boost: placed again
+    assert (plain.boost, boosted.boost) == (1.0, 2.5) and boosted.model is not plain.model
+    row = plain.model.recommender.item_ids.index(str(NEW_TEA))
+    vectors = [placed.model.recommender.item_vectors()[row] for placed in (plain, boosted)]
+    np.testing.assert_allclose(vectors[1], 2.5 * vectors[0], rtol=1e-5)
