@@ -1,7 +1,7 @@
 """Products added after training: what placing them by their text alone is worth.
 
     python -m benchmarks.new_products [--new-share 0.1] [--seed 0] [--max-train-seconds 600]
-                                      [--data-root ../shared/data]
+                                      [--boosts 1.1 1.25 1.5] [--data-root ../shared/data]
 
 A shop adds products between trainings. ``Recommender.with_items`` places such a product by its
 text alone (the model's text projection and text-match code, with the weight of an item that had
@@ -14,7 +14,9 @@ whether that helps shoppers or gets in the way, on Amazon Scientific (real texts
    through ``recsys_core.pipeline``, as the shop's training job does;
 3. each shopper's last event is then ranked against the WHOLE catalogue, history included as it
    happened (new products in it are known only once placed), history removed from the ranking:
-   first with the new products left out (what serving did before), then with them placed.
+   first with the new products left out (what serving did before), then with them placed,
+   then placed with each of ``--boosts`` (the plugin's NEW_PRODUCT_BOOST: what more room for new
+   products costs the others).
 
 Reports NDCG@10 / Recall@10 over all test cases, over those whose next product is a new one and
 over those whose next product the model was trained on (what placing must not harm), the share
@@ -50,11 +52,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--new-share", type=float, default=0.1,
                         help="share of the catalogue added after training")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--boosts", type=float, nargs="*", default=[1.1, 1.25, 1.5],
+                        help="NEW_PRODUCT_BOOST values to measure besides 1")
     parser.add_argument("--max-train-seconds", type=float, default=600.0)
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT.parent / "shared" / "data")
     args = parser.parse_args(argv)
     if not 0 < args.new_share < 1:
         parser.error("--new-share must be between 0 and 1")
+    if any(not boost > 0 for boost in args.boosts):
+        parser.error("--boosts must be > 0")
 
     started = time.perf_counter()
     data = load_scientific(args.data_root)
@@ -101,15 +107,20 @@ def main(argv: list[str] | None = None) -> None:
 
     without = report(recommender.as_score_fn(data.item_ids))
     new_positions = np.flatnonzero(is_new) - 1
-    extended = recommender.with_items([data.item_ids[i] for i in new_positions],
-                                      texts[new_positions])
-    placed = report(extended.as_score_fn(data.item_ids))
-    text_only = report(LastItemTextModel(texts))
 
+    def placed_with(boost: float) -> dict[str, object]:
+        extended = recommender.with_items([data.item_ids[i] for i in new_positions],
+                                          texts[new_positions], boost=boost)
+        return report(extended.as_score_fn(data.item_ids))
+
+    placed = placed_with(1.0)
     rows = [
         ["model, new products left out (before)", *_cells(without)],
         ["model, new products placed by text (with_items)", *_cells(placed)],
-        ["text-only nearest neighbour of the last product", *_cells(text_only)],
+        *([f"model, new products placed, NEW_PRODUCT_BOOST {boost:g}",
+           *_cells(placed_with(boost))] for boost in args.boosts),
+        ["text-only nearest neighbour of the last product",
+         *_cells(report(LastItemTextModel(texts)))],
     ]
     header = ["ranking", "NDCG@10 all", "Recall@10 all", "NDCG@10 new target",
               "Recall@10 new target", "NDCG@10 known target", "Recall@10 known target",
