@@ -18,6 +18,10 @@ whether that helps shoppers or gets in the way, on Amazon Scientific (real texts
    then placed with each of ``--boosts`` (the plugin's NEW_PRODUCT_BOOST: what more room for new
    products costs the others).
 
+The same cases are then ranked as the product page of the shopper's last product would list
+them (its similar list), with the new products left out and placed: whether placing them is worth
+doing on product pages too.
+
 Reports NDCG@10 / Recall@10 over all test cases, over those whose next product is a new one and
 over those whose next product the model was trained on (what placing must not harm), the share
 of top-10 slots the new products take, and the text-only nearest neighbour of the last product
@@ -44,6 +48,7 @@ from recsys_core.baselines import LastItemTextModel
 from recsys_core.config import TrainConfig
 from recsys_core.data import SequenceData, load_scientific
 from recsys_core.evaluation import ScoreFn, evaluate
+from recsys_core.inference import Recommender
 from recsys_core.pipeline import train_version
 
 
@@ -114,6 +119,14 @@ def main(argv: list[str] | None = None) -> None:
         return report(extended.as_score_fn(data.item_ids))
 
     placed = placed_with(1.0)
+    extended = recommender.with_items([data.item_ids[i] for i in new_positions],
+                                      texts[new_positions])
+    product_page = {
+        "before": report(ProductPageSimilar(recommender, data.item_ids, texts)),
+        "placed": report(ProductPageSimilar(extended, data.item_ids, texts)),
+        "placed, text for a new page": report(
+            ProductPageSimilar(extended, data.item_ids, texts, text_for_unknown=is_new)),
+    }
     rows = [
         ["model, new products left out (before)", *_cells(without)],
         ["model, new products placed by text (with_items)", *_cells(placed)],
@@ -121,6 +134,12 @@ def main(argv: list[str] | None = None) -> None:
            *_cells(placed_with(boost))] for boost in args.boosts),
         ["text-only nearest neighbour of the last product",
          *_cells(report(LastItemTextModel(texts)))],
+        ["similar list of the last product, new products left out (before)",
+         *_cells(product_page["before"])],
+        ["similar list of the last product, new products placed (with_items)",
+         *_cells(product_page["placed"])],
+        ["similar list of the last product, placed; a new product's page by text",
+         *_cells(product_page["placed, text for a new page"])],
     ]
     header = ["ranking", "NDCG@10 all", "Recall@10 all", "NDCG@10 new target",
               "Recall@10 new target", "NDCG@10 known target", "Recall@10 known target",
@@ -135,6 +154,11 @@ def main(argv: list[str] | None = None) -> None:
         f"shopper's last one, {result.train_seconds:.0f} s (max {args.max_train_seconds:.0f} s).",
         "Every case ranks the whole catalogue with the shopper's history removed; new products "
         "in a history count only once placed.",
+        "Similar list of the last product: what the product page of the shopper's last product "
+        "shows (Recommender.similar_items, the cosine of the model's item vectors); a page of "
+        "a product the model does not know ranks by text (the plugin's fallback). Before: new "
+        "products are in no list; placed: they are in every list, and their own pages rank by "
+        "their placed vectors (or by text, last row).",
     ]
     publish(
         "Products added after training, placed by their text (with_items)",
@@ -150,6 +174,39 @@ def main(argv: list[str] | None = None) -> None:
         f"known_target_ndcg@10_without={without['known'][0]:.4f} "
         f"known_target_ndcg@10_placed={placed['known'][0]:.4f}"
     )
+
+
+class ProductPageSimilar:
+    """ScoreFn: the similar list of the history's last product, as its product page shows it.
+
+    The cosine of the recommender's item vectors with the last product's (what
+    ``Recommender.similar_items`` ranks by), over the products the recommender knows; a last
+    product it does not know, or one in ``text_for_unknown``, is ranked by text instead.
+    """
+
+    def __init__(
+        self, recommender: Recommender, item_ids: list[str], texts: np.ndarray,
+        text_for_unknown: np.ndarray | None = None,
+    ) -> None:
+        position = {item: row for row, item in enumerate(recommender.item_ids)}
+        ours = np.array([position.get(item, -1) for item in item_ids], dtype=np.int64)
+        known = ours >= 0
+        vectors = recommender.item_vectors()[ours[known]]
+        self.vectors = np.zeros((len(item_ids) + 1, vectors.shape[1]), dtype=np.float32)
+        self.vectors[1:][known] = vectors / np.maximum(
+            np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self.known = np.concatenate([[False], known])
+        self.by_text = ~self.known if text_for_unknown is None else ~self.known | text_for_unknown
+        self.texts = np.vstack([np.zeros((1, texts.shape[1]), np.float32), texts])
+
+    def __call__(self, histories: list[np.ndarray], kinds: list[np.ndarray]) -> np.ndarray:
+        last = np.array([history[-1] if len(history) else 0 for history in histories])
+        scores = self.vectors[last] @ self.vectors.T
+        by_text = self.by_text[last]
+        scores[by_text] = self.texts[last[by_text]] @ self.texts.T
+        scores[:, ~self.known] = -np.inf
+        scores[np.arange(len(last)), last] = -np.inf  # a page never lists its own product
+        return scores
 
 
 def _without(
