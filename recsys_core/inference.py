@@ -24,6 +24,10 @@ from recsys_core.model import SeqRecModel, latest_items, pad_histories
 _BATCH = 256  # shoppers per forward pass in recommend_batch
 NEIGHBOURS = 200  # nearest items kept per item asked about (similar_items)
 _NEIGHBOUR_LISTS = 4096  # items whose neighbours are kept (about 10 MB)
+# In similar lists a product placed by with_items counts this share of its similarity: with all
+# of it, new products took a fifth of the slots and NDCG@10 fell; at 0.9 they took 7% and
+# NDCG@10 rose 1-1.5% (python -m benchmarks.new_products, seeds 0 and 1).
+PLACED_SIMILARITY_WEIGHT = 0.9
 
 
 def best_first(scores: np.ndarray, k: int) -> np.ndarray:
@@ -84,6 +88,9 @@ class Recommender:
             # Text-match tables (codes, each row's weight), extended by with_items.
             self._codes = self.model.text_codes.clone() if config.uses_text_match else None
             self._match_weights = self.model.text_match_weights()
+        self._trained_items = len(self._item_ids)  # rows after these were placed by with_items
+        # Each row's weight in similar lists (None: all 1); with_items sets the placed rows'.
+        self._similarity_weights: np.ndarray | None = None
         self._unit_table: np.ndarray | None = None
         self._neighbours = lru_cache(maxsize=_NEIGHBOUR_LISTS)(self._rank_neighbours)
 
@@ -106,7 +113,12 @@ class Recommender:
         return self._table[1:].numpy().copy()
 
     def with_items(
-        self, item_ids: Sequence[str], text_embeddings: np.ndarray, *, boost: float = 1.0
+        self,
+        item_ids: Sequence[str],
+        text_embeddings: np.ndarray,
+        *,
+        boost: float = 1.0,
+        similarity_weight: float = PLACED_SIMILARITY_WEIGHT,
     ) -> Recommender:
         """A copy that also knows products added after training, each placed by its text
         alone: the model's text projection, and the text-match weight of an item with no
@@ -114,6 +126,8 @@ class Recommender:
 
         `boost` multiplies the placed vectors: above 1 a new item scores higher with the
         shoppers its text suits (and lower with the others), so new items take more slots.
+        `similarity_weight` multiplies their similarity in similar lists (`similar_items`,
+        `items_like_text`); a placed item's own similar list is ranked by its text.
         """
         new_ids = [str(item) for item in item_ids]
         embeddings = np.asarray(text_embeddings, dtype=np.float32)
@@ -121,6 +135,8 @@ class Recommender:
             raise ValueError("this model was trained without text: it cannot place new items")
         if not boost > 0:
             raise ValueError(f"boost must be > 0, got {boost!r}")
+        if not similarity_weight > 0:
+            raise ValueError(f"similarity_weight must be > 0, got {similarity_weight!r}")
         text_dim = self._text[0].shape[1]
         if embeddings.shape != (len(new_ids), text_dim):
             expected = (len(new_ids), text_dim)
@@ -146,6 +162,10 @@ class Recommender:
         extended._text = [*self._text, embeddings]
         if self._counts is not None:
             extended._counts = np.concatenate([self._counts, np.zeros(len(new_ids))])
+        weights = (np.ones(len(self._table), np.float32) if self._similarity_weights is None
+                   else self._similarity_weights)
+        extended._similarity_weights = np.concatenate(
+            [weights, np.full(len(new_ids), similarity_weight, np.float32)])
         extended._unit_table = None
         extended._neighbours = lru_cache(maxsize=_NEIGHBOUR_LISTS)(extended._rank_neighbours)
         return extended
@@ -224,6 +244,9 @@ class Recommender:
     ) -> list[Scored]:
         """Items whose learned vectors are closest (cosine) to `item`; KeyError if unknown.
 
+        An item placed by `with_items` has only a guess of a vector, made from its text: its
+        list is ranked by text instead (as `items_like_text`).
+
         The best NEIGHBOURS of an item are kept (least recently asked dropped first), so a
         product page's second list about the same product, or the next request for it, costs
         no pass over the catalogue; only when exclusions and `allowed` (ids or an `item_mask`)
@@ -245,7 +268,7 @@ class Recommender:
             top = ranked[keep][:k]
             return [Scored(self._item_ids[i - 1], float(s), str(item))
                     for i, s in zip(top, scores[keep][:k], strict=True)]
-        scores = self._cosines(index)
+        scores = self._similarities(index)
         scores[excluded] = -np.inf
         if allowed_mask is not None:
             scores[~allowed_mask] = -np.inf
@@ -276,12 +299,7 @@ class Recommender:
         text_dim = self._text[0].shape[1]
         if vector.shape != (text_dim,):
             raise ValueError(f"vector has shape {vector.shape}, expected ({text_dim},)")
-        scores = np.empty(len(self._table), dtype=np.float32)
-        scores[0] = -np.inf  # the padding row
-        start = 1
-        for block in self._text:
-            np.matmul(block, vector, out=scores[start : start + len(block)])
-            start += len(block)
+        scores = self._text_similarities(vector)
         scores[self._known(exclude)] = -np.inf
         allowed_mask = self._allowed_mask(allowed)
         if allowed_mask is not None:
@@ -397,20 +415,38 @@ class Recommender:
             scores[empty] = fallback
         return scores
 
-    def _cosines(self, index: int) -> np.ndarray:
-        """Cosine of every item with item `index` (-inf for the padding row and itself)."""
-        if self._unit_table is None:
-            table = self._table.numpy()
-            norms = np.linalg.norm(table, axis=1, keepdims=True)
-            self._unit_table = table / np.maximum(norms, 1e-12)
-        scores = self._unit_table @ self._unit_table[index]
+    def _similarities(self, index: int) -> np.ndarray:
+        """Every item's similarity to item `index` (-inf for the padding row and itself): the
+        cosine of their vectors, or of their texts for an item placed by with_items."""
+        if index > self._trained_items:
+            scores = self._text_similarities(self.text_embeddings[index - 1])
+        else:
+            if self._unit_table is None:
+                table = self._table.numpy()
+                norms = np.linalg.norm(table, axis=1, keepdims=True)
+                self._unit_table = table / np.maximum(norms, 1e-12)
+            scores = self._unit_table @ self._unit_table[index]
+            if self._similarity_weights is not None:
+                scores *= self._similarity_weights
         scores[0] = -np.inf
         scores[index] = -np.inf
         return scores
 
+    def _text_similarities(self, vector: np.ndarray) -> np.ndarray:
+        """Every item's text embedding times `vector`, weighted (-inf for the padding row)."""
+        scores = np.empty(len(self._table), dtype=np.float32)
+        scores[0] = -np.inf  # the padding row
+        start = 1
+        for block in self._text:
+            np.matmul(block, vector, out=scores[start : start + len(block)])
+            start += len(block)
+        if self._similarity_weights is not None:
+            scores *= self._similarity_weights
+        return scores
+
     def _rank_neighbours(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The NEIGHBOURS closest items to item `index`, best first, and their cosines."""
-        scores = self._cosines(index)
+        """The NEIGHBOURS most similar items to item `index`, best first, and their scores."""
+        scores = self._similarities(index)
         top = best_first(scores, NEIGHBOURS)
         return top, scores[top]
 

@@ -7,7 +7,7 @@ from seqrec_fixtures import N_CATEGORIES, TEXT_DIM, make_shop
 
 from recsys_core.config import ModelConfig, TrainConfig
 from recsys_core.data import item_counts
-from recsys_core.inference import Recommender, best_first
+from recsys_core.inference import PLACED_SIMILARITY_WEIGHT, Recommender, best_first
 from recsys_core.model import score_histories
 from recsys_core.training import train
 
@@ -164,8 +164,9 @@ def test_an_allowed_mask_is_answered_from_the_kept_neighbours_while_enough_remai
     item = ids(3)[0]
     kept = [s.item for s in small.similar_items(item, k=6)]
     passes = []
-    full_pass = small._cosines
-    monkeypatch.setattr(small, "_cosines", lambda index: passes.append(index) or full_pass(index))
+    full_pass = small._similarities
+    monkeypatch.setattr(small, "_similarities",
+                        lambda index: passes.append(index) or full_pass(index))
     # Five of the six kept neighbours allowed: enough for k=5, from the kept list.
     found = small.similar_items(item, k=5, allowed=small.item_mask(set(small.item_ids) - {kept[2]}))
     assert not passes and [s.item for s in found] == kept[:2] + kept[3:]
@@ -314,6 +315,33 @@ def test_a_boost_scales_the_placed_products_and_lifts_them_in_lists(recommender)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="boost must be > 0"):
             recommender.with_items(new, texts, boost=bad)
+
+
+def test_placed_products_count_a_share_of_their_similarity_and_list_by_their_text(recommender):
+    texts = np.eye(N_CATEGORIES, TEXT_DIM, dtype=np.float32)
+    new = [f"new-{c}" for c in range(N_CATEGORIES)]
+    whole = recommender.with_items(new, texts, similarity_weight=1.0)
+    half = recommender.with_items(new, texts, similarity_weight=0.5)
+    everything = len(whole.item_ids) - 1
+    for similar in (lambda r: r.similar_items(ids(1)[0], k=everything),
+                    lambda r: r.items_like_text(texts[0], k=everything)):
+        undamped = {s.item: s.score for s in similar(whole)}
+        damped = {s.item: s.score for s in similar(half)}
+        assert damped.keys() == undamped.keys() and set(new) <= damped.keys()
+        for item, score in undamped.items():
+            assert damped[item] == pytest.approx(score * (0.5 if item in new else 1.0), abs=1e-6)
+    # A placed product's vector is a guess from its text: its own list is its text neighbours.
+    for placed in (whole, half):
+        own = placed.similar_items(new[2], k=6)
+        like_text = placed.items_like_text(texts[2], k=6, exclude=[new[2]])
+        assert [(s.item, s.score) for s in own] == [(s.item, s.score) for s in like_text]
+        assert all(s.reason_item == new[2] for s in own)
+    default = recommender.with_items(new, texts)
+    scores = {s.item: s.score for s in default.items_like_text(texts[1], k=everything)}
+    assert scores["new-1"] == pytest.approx(PLACED_SIMILARITY_WEIGHT)  # its own text: cosine 1
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="similarity_weight must be > 0"):
+            recommender.with_items(new, texts, similarity_weight=bad)
 
 
 def test_placing_products_leaves_the_recommender_it_came_from_as_it_was(recommender):
