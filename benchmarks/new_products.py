@@ -1,7 +1,8 @@
 """Products added after training: what placing them by their text alone is worth.
 
     python -m benchmarks.new_products [--new-share 0.1] [--seed 0] [--max-train-seconds 600]
-                                      [--boosts 1.1 1.25 1.5] [--data-root ../shared/data]
+                                      [--boosts 1.1 1.25 1.5] [--similarity-weights 0.8 1.0]
+                                      [--data-root ../shared/data]
 
 A shop adds products between trainings. ``Recommender.with_items`` places such a product by its
 text alone (the model's text projection and text-match code, with the weight of an item that had
@@ -18,9 +19,9 @@ whether that helps shoppers or gets in the way, on Amazon Scientific (real texts
    then placed with each of ``--boosts`` (the plugin's NEW_PRODUCT_BOOST: what more room for new
    products costs the others).
 
-The same cases are then ranked as the product page of the shopper's last product would list
-them (its similar list), with the new products left out and placed: whether placing them is worth
-doing on product pages too.
+The same cases are then ranked as the product page of the shopper's last product lists them
+(its similar list), with the new products left out and placed, their similarity weighted by
+``with_items``' default ``similarity_weight`` and by each of ``--similarity-weights``.
 
 Reports NDCG@10 / Recall@10 over all test cases, over those whose next product is a new one and
 over those whose next product the model was trained on (what placing must not harm), the share
@@ -48,7 +49,7 @@ from recsys_core.baselines import LastItemTextModel
 from recsys_core.config import TrainConfig
 from recsys_core.data import SequenceData, load_scientific
 from recsys_core.evaluation import ScoreFn, evaluate
-from recsys_core.inference import Recommender
+from recsys_core.inference import NEIGHBOURS, PLACED_SIMILARITY_WEIGHT, Recommender
 from recsys_core.pipeline import train_version
 
 
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--boosts", type=float, nargs="*", default=[1.1, 1.25, 1.5],
                         help="NEW_PRODUCT_BOOST values to measure besides 1")
+    parser.add_argument("--similarity-weights", type=float, nargs="*", default=[0.8, 1.0],
+                        help="with_items similarity weights to measure besides the default")
     parser.add_argument("--max-train-seconds", type=float, default=600.0)
     parser.add_argument("--data-root", type=Path, default=REPO_ROOT.parent / "shared" / "data")
     args = parser.parse_args(argv)
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--new-share must be between 0 and 1")
     if any(not boost > 0 for boost in args.boosts):
         parser.error("--boosts must be > 0")
+    if any(not weight > 0 for weight in args.similarity_weights):
+        parser.error("--similarity-weights must be > 0")
 
     started = time.perf_counter()
     data = load_scientific(args.data_root)
@@ -119,14 +124,13 @@ def main(argv: list[str] | None = None) -> None:
         return report(extended.as_score_fn(data.item_ids))
 
     placed = placed_with(1.0)
-    extended = recommender.with_items([data.item_ids[i] for i in new_positions],
-                                      texts[new_positions])
-    product_page = {
-        "before": report(ProductPageSimilar(recommender, data.item_ids, texts)),
-        "placed": report(ProductPageSimilar(extended, data.item_ids, texts)),
-        "placed, text for a new page": report(
-            ProductPageSimilar(extended, data.item_ids, texts, text_for_unknown=is_new)),
-    }
+    def product_pages(similarity_weight: float) -> dict[str, object]:
+        extended = recommender.with_items([data.item_ids[i] for i in new_positions],
+                                          texts[new_positions], similarity_weight=similarity_weight)
+        return report(ProductPageSimilar(extended, data.item_ids, texts))
+
+    pages_before = report(ProductPageSimilar(recommender, data.item_ids, texts))
+    pages_placed = product_pages(PLACED_SIMILARITY_WEIGHT)
     rows = [
         ["model, new products left out (before)", *_cells(without)],
         ["model, new products placed by text (with_items)", *_cells(placed)],
@@ -135,11 +139,11 @@ def main(argv: list[str] | None = None) -> None:
         ["text-only nearest neighbour of the last product",
          *_cells(report(LastItemTextModel(texts)))],
         ["similar list of the last product, new products left out (before)",
-         *_cells(product_page["before"])],
-        ["similar list of the last product, new products placed (with_items)",
-         *_cells(product_page["placed"])],
-        ["similar list of the last product, placed; a new product's page by text",
-         *_cells(product_page["placed, text for a new page"])],
+         *_cells(pages_before)],
+        [f"similar list of the last product, new products placed, similarity weight "
+         f"{PLACED_SIMILARITY_WEIGHT:g} (with_items)", *_cells(pages_placed)],
+        *([f"similar list of the last product, new products placed, similarity weight {weight:g}",
+           *_cells(product_pages(weight))] for weight in args.similarity_weights),
     ]
     header = ["ranking", "NDCG@10 all", "Recall@10 all", "NDCG@10 new target",
               "Recall@10 new target", "NDCG@10 known target", "Recall@10 known target",
@@ -155,10 +159,10 @@ def main(argv: list[str] | None = None) -> None:
         "Every case ranks the whole catalogue with the shopper's history removed; new products "
         "in a history count only once placed.",
         "Similar list of the last product: what the product page of the shopper's last product "
-        "shows (Recommender.similar_items, the cosine of the model's item vectors); a page of "
-        "a product the model does not know ranks by text (the plugin's fallback). Before: new "
-        "products are in no list; placed: they are in every list, and their own pages rank by "
-        "their placed vectors (or by text, last row).",
+        "lists (Recommender.similar_items: the cosine of the model's item vectors, each placed "
+        "product's weighted by with_items' similarity_weight; a placed product's own page ranks "
+        "by text), or, for a product the model does not know, its text neighbours (the "
+        "plugin's fallback). Before: new products are in no list.",
     ]
     publish(
         "Products added after training, placed by their text (with_items)",
@@ -179,33 +183,30 @@ def main(argv: list[str] | None = None) -> None:
 class ProductPageSimilar:
     """ScoreFn: the similar list of the history's last product, as its product page shows it.
 
-    The cosine of the recommender's item vectors with the last product's (what
-    ``Recommender.similar_items`` ranks by), over the products the recommender knows; a last
-    product it does not know, or one in ``text_for_unknown``, is ranked by text instead.
+    ``Recommender.similar_items`` for a product the recommender knows (a placed one included),
+    ``items_like_text`` of its text for one it does not (the plugin's fallback). The list's best
+    NEIGHBOURS are scored and the rest -inf: far beyond a top-10 once the history is removed.
     """
 
-    def __init__(
-        self, recommender: Recommender, item_ids: list[str], texts: np.ndarray,
-        text_for_unknown: np.ndarray | None = None,
-    ) -> None:
-        position = {item: row for row, item in enumerate(recommender.item_ids)}
-        ours = np.array([position.get(item, -1) for item in item_ids], dtype=np.int64)
-        known = ours >= 0
-        vectors = recommender.item_vectors()[ours[known]]
-        self.vectors = np.zeros((len(item_ids) + 1, vectors.shape[1]), dtype=np.float32)
-        self.vectors[1:][known] = vectors / np.maximum(
-            np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        self.known = np.concatenate([[False], known])
-        self.by_text = ~self.known if text_for_unknown is None else ~self.known | text_for_unknown
-        self.texts = np.vstack([np.zeros((1, texts.shape[1]), np.float32), texts])
+    def __init__(self, recommender: Recommender, item_ids: list[str], texts: np.ndarray) -> None:
+        self.recommender = recommender
+        self.item_ids = item_ids
+        self.texts = texts
+        self.known = set(recommender.item_ids)
+        self.column = {item: column for column, item in enumerate(item_ids, start=1)}
 
     def __call__(self, histories: list[np.ndarray], kinds: list[np.ndarray]) -> np.ndarray:
-        last = np.array([history[-1] if len(history) else 0 for history in histories])
-        scores = self.vectors[last] @ self.vectors.T
-        by_text = self.by_text[last]
-        scores[by_text] = self.texts[last[by_text]] @ self.texts.T
-        scores[:, ~self.known] = -np.inf
-        scores[np.arange(len(last)), last] = -np.inf  # a page never lists its own product
+        scores = np.full((len(histories), len(self.item_ids) + 1), -np.inf, dtype=np.float32)
+        for row, history in enumerate(histories):
+            if not len(history):
+                continue
+            anchor = self.item_ids[history[-1] - 1]
+            if anchor in self.known:
+                found = self.recommender.similar_items(anchor, k=NEIGHBOURS)
+            else:
+                found = self.recommender.items_like_text(self.texts[history[-1] - 1],
+                                                         k=NEIGHBOURS, exclude=[anchor])
+            scores[row, [self.column[s.item] for s in found]] = [s.score for s in found]
         return scores
 
 

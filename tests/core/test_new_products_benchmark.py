@@ -39,7 +39,7 @@ def test_the_share_of_top10_slots_counts_new_products_after_the_history_is_remov
     assert share == (2 + 1) / 20
 
 
-def test_a_product_page_ranks_as_similar_items_does_and_a_new_product_page_by_text():
+def test_a_product_page_lists_what_similar_items_lists_and_an_unknown_products_page_its_text():
     rng = np.random.default_rng(0)
     n_items, n_new, text_dim = 30, 5, 8
     texts = rng.normal(size=(n_items, text_dim)).astype(np.float32)
@@ -50,21 +50,22 @@ def test_a_product_page_ranks_as_similar_items_does_and_a_new_product_page_by_te
     model = SeqRecModel(ModelConfig(n_items=n_known, d_model=16, n_heads=2, n_layers=1,
                                     text_dim=text_dim), texts[:n_known])
     trained = Recommender(model, item_ids[:n_known])
-    page = ProductPageSimilar(trained, item_ids, texts)
-
-    scores = page([np.array([7, 3])], [np.ones(2)])[0]  # the page of p3, a known product
-    ranked = [item_ids[i - 1] for i in np.argsort(-scores)[: n_known - 1]]
-    assert ranked == [s.item for s in trained.similar_items("p3", k=n_known - 1)]
-    assert np.isneginf(scores[[0, 3, *range(n_known + 1, n_items + 1)]]).all()
-
-    scores = page([np.array([n_items])], [np.ones(1)])[0]  # a new product's page: by text
-    np.testing.assert_allclose(scores[1 : n_known + 1], texts[:n_known] @ texts[-1], rtol=1e-5)
-
     placed = trained.with_items(item_ids[n_known:], texts[n_known:])
-    scores = ProductPageSimilar(placed, item_ids, texts)([np.array([3])], [np.ones(1)])[0]
-    ranked = [item_ids[i - 1] for i in np.argsort(-scores)[: n_items - 1]]
-    assert ranked == [s.item for s in placed.similar_items("p3", k=n_items - 1)]
-    scores = ProductPageSimilar(placed, item_ids, texts, text_for_unknown=np.isin(
-        np.arange(n_items + 1), range(n_known + 1, n_items + 1)))([np.array([n_items])],
-                                                                   [np.ones(1)])[0]
-    np.testing.assert_allclose(scores[1:n_items], texts[:-1] @ texts[-1], rtol=1e-5)
+
+    def page(recommender: Recommender, last: int) -> list[tuple[str, float]]:
+        scores = ProductPageSimilar(recommender, item_ids, texts)([np.array([7, last])],
+                                                                  [np.ones(2)])[0]
+        listed = np.flatnonzero(np.isfinite(scores))
+        listed = listed[np.argsort(-scores[listed], kind="stable")]
+        return [(item_ids[column - 1], float(scores[column])) for column in listed]
+
+    for recommender, last in ((trained, 3), (placed, 3), (placed, n_items)):
+        found = recommender.similar_items(item_ids[last - 1], k=n_items)
+        listed = page(recommender, last)
+        assert [item for item, _ in listed] == [s.item for s in found]
+        np.testing.assert_allclose([score for _, score in listed], [s.score for s in found],
+                                   rtol=1e-6)
+    assert len(page(placed, 3)) == n_items - 1
+    # The trained model does not know p30: its page lists the known products by their text.
+    by_text = np.argsort(-(texts[:n_known] @ texts[-1]))
+    assert [item for item, _ in page(trained, n_items)] == [item_ids[i] for i in by_text]
