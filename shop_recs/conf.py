@@ -103,9 +103,10 @@ DEFAULTS: dict[str, Any] = {
     # are re-checked against the database when rendered, so a product that sells out between
     # refreshes is still never shown.
     "CATALOG_REFRESH_SECONDS": 60,
-    # Rank for-you lists with the products added since the active model was trained placed in
-    # it by their text (each web process places them after the catalogue refresh that finds
-    # them), so a new product can be recommended before the next training. False: only after.
+    # Rank for-you, similar and bought-together lists with the products added since the active
+    # model was trained placed in it by their text (each web process places them after the
+    # catalogue refresh that finds them), so a new product can be recommended before the next
+    # training. False: only after.
     "PLACE_NEW_PRODUCTS": True,
     # Multiplies the placed products' vectors: above 1 they score higher with the shoppers
     # whose taste their text suits, and take more for-you slots at some cost to the rest

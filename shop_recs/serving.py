@@ -32,6 +32,9 @@ class LoadedModel:
     version_id: int
     label: str
     recommender: Recommender
+    # Which products added since training are placed in `recommender` (a digest; "" for none):
+    # lists cached across processes are keyed by it (services.new_products).
+    placement: str = ""
 
 
 class ModelHolder:

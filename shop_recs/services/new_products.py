@@ -5,16 +5,17 @@ for-you list until the next training. Each web process therefore keeps the activ
 by the available products it does not know (``Recommender.with_items``: each placed by the
 model's text projection, as a product with no interactions yet), made again in a background
 thread when a catalogue refresh finds other such products or another model is activated
-(``Refreshed``), and for-you lists are ranked with it; ``NEW_PRODUCT_BOOST`` gives them more
-room. Their texts come from the shared embedding cache, which the catalogue job fills ahead of
-need. ``python -m benchmarks.new_products`` measures what this is worth.
-
-Product pages keep the trained model: a new product's similar list comes from text similarity
-(``fallbacks.text_similar``), and the trained model's neighbour lists stay as they are.
+(``Refreshed``), and every list is ranked with it: for-you lists (``NEW_PRODUCT_BOOST`` gives
+the new products more room there), and the similar and bought-together lists of product pages,
+where a new product counts a measured share of its similarity (``Recommender.with_items``) and
+its own page lists products like its text. Their texts come from the shared embedding cache,
+which the catalogue job fills ahead of need. ``python -m benchmarks.new_products`` measures
+what this is worth.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -69,7 +70,7 @@ def place_new_products() -> PlacedModel:
         return PlacedModel(trained, snapshot, _placed(trained, unknown, boost), unknown, boost)
     except Exception:
         logger.exception("shop_recs: products added since model %s was trained could not be "
-                         "placed; for-you lists leave them out until the next catalogue refresh",
+                         "placed; lists leave them out until the next catalogue refresh",
                          trained.label)
         return PlacedModel(trained, snapshot, trained, unknown, boost, failed=True)
 
@@ -93,8 +94,9 @@ def _placed(trained: LoadedModel, unknown: frozenset[str], boost: float) -> Load
     vectors = np.asarray(encoder.encode([texts[pid] for pid in product_ids]))
     logger.info("shop_recs: %d products added since model %s was trained placed by their text",
                 len(product_ids), trained.label)
-    return replace(trained,
-                   recommender=recommender.with_items(product_ids, vectors, boost=boost))
+    placement = hashlib.sha256(repr((boost, sorted(product_ids))).encode()).hexdigest()[:12]
+    return replace(trained, recommender=recommender.with_items(product_ids, vectors, boost=boost),
+                   placement=placement)
 
 
 def _outdated(placed: PlacedModel) -> bool:

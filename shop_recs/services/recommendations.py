@@ -141,7 +141,8 @@ def similar(
     snapshot = catalog.get()
     anchor = _anchor_id(product, snapshot)
     exclude = frozenset(exclude) | {anchor}
-    model = active_model()
+    trained = active_model()
+    model = with_new_products(trained)
     pool = _pool(limit, exclude)
 
     def compute() -> _Computed:
@@ -159,7 +160,9 @@ def similar(
                                  model.label, anchor)
             else:
                 reason = Reason("similar_to", product_id=anchor)
-                return _Computed([Candidate(s.item, s.score, reason) for s in scored], "model",
+                # A product placed since training gets its list from its text (similar_items).
+                source = "model" if anchor in known_items(trained) else "text"
+                return _Computed([Candidate(s.item, s.score, reason) for s in scored], source,
                                  model.label)
         _log_fallback(placement, model)
         return _Computed(_popular_near(anchor, snapshot, pool), "popular")
@@ -184,7 +187,7 @@ def bought_together(
     snapshot = catalog.get()
     anchor = _anchor_id(product, snapshot)
     exclude = frozenset(exclude) | {anchor}
-    model = active_model()
+    model = with_new_products(active_model())
     pool = _pool(limit, exclude)
 
     def compute() -> _Computed:
@@ -273,7 +276,9 @@ def _text_similar(
 
 
 def _version(model: LoadedModel | None) -> str:
-    return model.label if model is not None else "none"
+    if model is None:
+        return "none"
+    return f"{model.label}+{model.placement}" if model.placement else model.label
 
 
 def _allowed(snapshot: CatalogSnapshot, model: LoadedModel, category: str | None) -> np.ndarray:

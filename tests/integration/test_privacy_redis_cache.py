@@ -1,9 +1,10 @@
 """Caching on a SHARED cache (Redis, as every web worker of a shop shares it) never hands one
 shopper's list to another, whether they sign in with a session or a token, or are guests;
 shoppers whose browsing is identical still get their own lists (their purchases differ). Product
-lists (bought together; similar products for a product new to the model) are cached once for
-everyone and personalised after the cache; personal for-you lists and the model's similar
-products (from the neighbours it keeps in each process) are not put in the shared cache at all.
+lists (bought together; similar products for a product the model does not know, here with new
+products left unplaced) are cached once for everyone and personalised after the cache; personal
+for-you lists and the model's similar products (from the neighbours it keeps in each process)
+are not put in the shared cache at all.
 
 Each shopper's list is first computed with no cache at all; then the same requests, interleaved
 over several rounds, go through Redis and must give exactly the same lists.
@@ -15,6 +16,7 @@ import uuid
 
 import pytest
 import redis
+from django.conf import settings
 from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -59,6 +61,7 @@ def lists_of(client: Client) -> dict[str, list[tuple[str, str]]]:
     return answers
 
 
+@override_settings(SHOP_RECS={**settings.SHOP_RECS, "PLACE_NEW_PRODUCTS": False})
 def test_a_shared_redis_cache_keeps_every_shoppers_list_their_own(redis_url, recs_shop,
                                                                   active_model) -> None:
     clients = shoppers(recs_shop)

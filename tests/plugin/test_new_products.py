@@ -1,5 +1,5 @@
-"""Products added after training enter for-you lists, placed by their text, without retraining;
-the trained model and everything else it serves are left as they were."""
+"""Products added after training enter for-you lists and product pages' lists, placed by their
+text, without retraining; the trained model is left as it was."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from demo.models import Product
-from shop_recs.services import Shopper, for_you, similar
+from shop_recs.services import Shopper, bought_together, for_you, similar
 from shop_recs.services.catalog import catalog
 from shop_recs.services.new_products import place_new_products, placed_model, with_new_products
 from shop_recs.serving import LoadedModel, model_holder
@@ -52,7 +52,7 @@ def test_a_shopper_who_saw_only_new_products_gets_the_models_list(
     assert sum(pid in TEA for pid in recs.product_ids) >= 2
 
 
-def test_the_trained_model_and_product_pages_are_left_as_they_were(
+def test_the_trained_model_is_left_as_it_was_and_a_new_products_page_lists_by_text(
     recs_shop: RecsShop, active_model
 ) -> None:
     placed = place_new_products()
@@ -61,7 +61,38 @@ def test_the_trained_model_and_product_pages_are_left_as_they_were(
     assert str(NEW_TEA) in placed.model.recommender.item_ids
     assert str(NEW_TEA) not in active_model.recommender.item_ids
     assert model_holder.get() is active_model
-    assert similar(NEW_TEA, Shopper(), 3).source == "text"  # a new product's page: its text
+    page = similar(NEW_TEA, Shopper(), len(TEA))
+    assert page.source == "text" and page.model_version == active_model.label
+    assert set(page.product_ids) == set(TEA)  # its text: a tea like the others
+
+
+def test_a_new_tea_is_listed_on_the_other_teas_pages_after_them(
+    recs_shop: RecsShop, active_model
+) -> None:
+    limit = len(TEA) + 1  # the other five teas, the new one, one more
+    with place_new_products_off():
+        assert str(NEW_TEA) not in similar(TEA[0], Shopper(), limit).product_ids
+        assert str(NEW_TEA) not in bought_together(TEA[0], Shopper(), limit).product_ids
+    placed_model.invalidate()
+    page = similar(TEA[0], Shopper(), limit)
+    assert page.source == "model" and page.model_version == active_model.label
+    assert page.product_ids.index(str(NEW_TEA)) == len(TEA) - 1  # after the teas it knows
+    assert str(NEW_TEA) in bought_together(TEA[0], Shopper(), limit).product_ids
+
+
+def test_a_shared_list_is_made_again_once_new_products_are_placed(
+    recs_shop: RecsShop, active_model
+) -> None:
+    limit = len(TEA) + 1
+    with place_new_products_off():  # cached in the shared cache without the new tea
+        assert str(NEW_TEA) not in bought_together(TEA[0], Shopper(), limit).product_ids
+    placed_model.invalidate()
+    assert str(NEW_TEA) in bought_together(TEA[0], Shopper(), limit).product_ids
+    added = Product.objects.create(title="Rooibos Tea", description="Loose leaf tea.",
+                                   category=recs_shop.categories["tea"], price=Decimal("6"))
+    catalog.invalidate()
+    placed_model.invalidate()
+    assert str(added.pk) in bought_together(TEA[0], Shopper(), limit + 1).product_ids
 
 
 def test_the_placement_is_reused_until_other_products_are_new(

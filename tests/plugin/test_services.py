@@ -211,13 +211,16 @@ class TestSimilar:
     def test_the_models_lists_skip_the_shared_cache_and_fallbacks_use_it(
         self, recs_shop, active_model, caplog
     ) -> None:
-        """The model answers from the neighbours it keeps; a fallback's list is shared."""
+        """The model answers from the neighbours it keeps, a new product placed in it too; a
+        fallback's list is shared."""
         down = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                             "LOCATION": "redis://127.0.0.1:1/0"}}  # nothing listens on port 1
         with override_settings(CACHES=down), caplog.at_level(logging.WARNING, logger="shop_recs"):
             assert similar(21, Shopper(), 3).source == "model"
+            assert similar(NEW_TEA, Shopper(), 3).source == "text"  # placed: its text neighbours
             assert "cache unavailable" not in caplog.text
-            assert similar(NEW_TEA, Shopper(), 3).source == "text"
+            with override_settings(SHOP_RECS={**_settings(), "PLACE_NEW_PRODUCTS": False}):
+                assert similar(NEW_TEA, Shopper(), 3).source == "text"  # the text fallback
             assert "cache unavailable" in caplog.text
 
     def test_an_unknown_product_is_refused(self, recs_shop, active_model) -> None:
