@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         return report(extended.as_score_fn(data.item_ids))
 
     placed = placed_with(1.0)
+
     def product_pages(similarity_weight: float) -> dict[str, object]:
         extended = recommender.with_items([data.item_ids[i] for i in new_positions],
                                           texts[new_positions], similarity_weight=similarity_weight)
