@@ -103,8 +103,8 @@ DEFAULTS: dict[str, Any] = {
     # are re-checked against the database when rendered, so a product that sells out between
     # refreshes is still never shown.
     "CATALOG_REFRESH_SECONDS": 60,
-    # Rank for-you, similar and bought-together lists with the products added since the active
-    # model was trained placed in it by their text (each web process places them after the
+    # Rank for-you, similar, bought-together and search lists with the products added since the
+    # active model was trained placed in it by their text (each web process places them after the
     # catalogue refresh that finds them), so a new product can be recommended before the next
     # training. False: only after.
     "PLACE_NEW_PRODUCTS": True,

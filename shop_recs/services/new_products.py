@@ -5,10 +5,11 @@ for-you list until the next training. Each web process therefore keeps the activ
 by the available products it does not know (``Recommender.with_items``: each placed by the
 model's text projection, as a product with no interactions yet), made again in a background
 thread when a catalogue refresh finds other such products or another model is activated
-(``Refreshed``), and every list is ranked with it: for-you lists (``NEW_PRODUCT_BOOST`` gives
-the new products more room there), and the similar and bought-together lists of product pages,
+(``Refreshed``), and the lists are ranked with it: for-you lists (``NEW_PRODUCT_BOOST`` gives
+the new products more room there), the similar and bought-together lists of product pages,
 where a new product counts a measured share of its similarity (``Recommender.with_items``) and
-its own page lists products like its text. Their texts come from the shared embedding cache,
+its own page lists products like its text, and search results for a shopper. Ads keep the
+trained model. Their texts come from the shared embedding cache,
 which the catalogue job fills ahead of need. ``python -m benchmarks.new_products`` measures
 what this is worth.
 """

@@ -48,6 +48,7 @@ from ..serving import LoadedModel
 from .catalog import CatalogSnapshot, catalog, categories_of
 from .feedback import record_impression
 from .items import Candidate, Reason, RecommendationList
+from .new_products import with_new_products
 from .recommendations import _assemble, _Computed, active_model, clamp_limit, known_items
 from .refreshed import Refreshed
 from .rules import Rules, apply_rules, hides_purchases
@@ -280,7 +281,9 @@ def search(
 
     snapshot = catalog.get()
     history = load_history(shopper)
-    model = active_model()
+    # With the products added since training placed, so that the model does not rank a new
+    # product as the one the shopper likes least.
+    model = with_new_products(active_model())
     preference, source, version = _preference(product_ids, history, model, snapshot)
     if preference is not None:
         scores = personalise(scores, preference, recs_settings.SEARCH_PERSONAL_WEIGHT)

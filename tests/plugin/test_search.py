@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from shop_recs.events import record_event
 from shop_recs.models import Event, EventKind
 from shop_recs.services import Shopper
+from shop_recs.services.new_products import placed_model
 from shop_recs.services.search import (
     SearchQueryError,
     _database_keyword_scores,
@@ -129,6 +130,17 @@ class TestPersonalisation:
     def test_the_shopper_does_not_bury_the_best_match(self, recs_shop, active_model) -> None:
         recs_shop.view(21, 22, 23, 24, user=recs_shop.alice)  # a coffee lover
         assert ids(search(Shopper.for_user(recs_shop.alice), "Darjeeling", 5))[0] == "15"
+
+    def test_a_new_product_is_ranked_by_the_model_as_placed(self, recs_shop, active_model,
+                                                            settings) -> None:
+        recs_shop.view(11, 12, 13, user=recs_shop.bob)  # a tea lover
+        bob = Shopper.for_user(recs_shop.bob)
+        settings.SHOP_RECS = {**settings.SHOP_RECS, "PLACE_NEW_PRODUCTS": False}
+        assert str(NEW_TEA) not in ids(search(bob, "brewing", 8))  # the least liked, unknown
+        settings.SHOP_RECS = {**settings.SHOP_RECS, "PLACE_NEW_PRODUCTS": True}
+        placed_model.invalidate()
+        results = search(bob, "brewing", 8)
+        assert str(NEW_TEA) in ids(results) and results.results.source == "search+model"
 
     def test_a_newcomer_gets_the_plain_ranking(self, recs_shop, active_model) -> None:
         results = search(Shopper(session_key="new-guest"), "brewing", 4)
