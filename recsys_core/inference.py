@@ -100,6 +100,11 @@ class Recommender:
         return list(self._item_ids)
 
     @property
+    def has_text(self) -> bool:
+        """Whether this recommender keeps text embeddings (for items_like_text, with_items)."""
+        return bool(self._text)
+
+    @property
     def text_embeddings(self) -> np.ndarray | None:
         """Text embedding per item (for personalised search), aligned with `item_ids`."""
         if not self._text:
@@ -419,7 +424,7 @@ class Recommender:
         """Every item's similarity to item `index` (-inf for the padding row and itself): the
         cosine of their vectors, or of their texts for an item placed by with_items."""
         if index > self._trained_items:
-            scores = self._text_similarities(self.text_embeddings[index - 1])
+            scores = self._text_similarities(self._text_of(index))
         else:
             if self._unit_table is None:
                 table = self._table.numpy()
@@ -431,6 +436,15 @@ class Recommender:
         scores[0] = -np.inf
         scores[index] = -np.inf
         return scores
+
+    def _text_of(self, index: int) -> np.ndarray:
+        """Item `index`'s text embedding, read from its block (the blocks stay as they are)."""
+        row = index - 1
+        for block in self._text:
+            if row < len(block):
+                return block[row]
+            row -= len(block)
+        raise IndexError(f"no text embedding for item {index}")
 
     def _text_similarities(self, vector: np.ndarray) -> np.ndarray:
         """Every item's text embedding times `vector`, weighted (-inf for the padding row)."""

@@ -124,7 +124,7 @@ def text_similar(
     none or the encoder differs (vectors of two encoders are not comparable). ``allowed``: the
     model's item mask of the products that may be shown.
     """
-    if recommender.text_embeddings is None:
+    if not recommender.has_text:
         return []
     from ..registry import text_encoder
 

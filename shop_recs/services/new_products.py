@@ -59,7 +59,7 @@ def place_new_products() -> PlacedModel:
     """The active model with the available products it does not know placed by their text
     (the last placement reused while they are the same products)."""
     trained, snapshot = model_holder.get(), catalog.get()
-    if trained is None or trained.recommender.text_embeddings is None:
+    if trained is None or not trained.recommender.has_text:
         return PlacedModel(trained, snapshot, trained, frozenset())
     unknown = frozenset(snapshot.available.difference(trained.recommender.item_ids))
     boost = float(recs_settings.NEW_PRODUCT_BOOST)

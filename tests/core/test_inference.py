@@ -228,6 +228,7 @@ def test_a_model_without_text_embeddings_cannot_rank_by_text():
     from recsys_core.model import SeqRecModel
 
     plain = Recommender(SeqRecModel(config), SHOP.data.item_ids)
+    assert not plain.has_text and plain.text_embeddings is None
     with pytest.raises(ValueError, match="no text embeddings"):
         plain.items_like_text(np.zeros(TEXT_DIM, np.float32))
 
@@ -336,6 +337,7 @@ def test_placed_products_count_a_share_of_their_similarity_and_list_by_their_tex
         like_text = placed.items_like_text(texts[2], k=6, exclude=[new[2]])
         assert [(s.item, s.score) for s in own] == [(s.item, s.score) for s in like_text]
         assert all(s.reason_item == new[2] for s in own)
+        assert placed.has_text and len(placed._text) == 2  # the catalogue's texts not copied
     default = recommender.with_items(new, texts)
     scores = {s.item: s.score for s in default.items_like_text(texts[1], k=everything)}
     assert scores["new-1"] == pytest.approx(PLACED_SIMILARITY_WEIGHT)  # its own text: cosine 1
