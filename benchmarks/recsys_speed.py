@@ -4,9 +4,10 @@
 
 Latency: a model of the default size (d_model 64, 2 layers, text + ID, 384-d text) over
 `--items` products, also with the text-match channel a shop's model has (with and without a
-text prior); weights are random because speed does not depend on them. Memory: one
-epoch of training on a `--large-items` catalogue (sampled softmax, as `loss="auto"` picks), with
-the peak RSS of that phase. The last line is machine-readable:
+text prior), and a product placed after training (with_items); weights are random because speed
+does not depend on them. Memory: one epoch of training on a `--large-items` catalogue (sampled
+softmax, as `loss="auto"` picks), with the peak RSS of that phase. The last line is
+machine-readable:
     RESULT items=<n> recommend_p50_ms=<x> recommend_p99_ms=<x> large_items=<n> train_peak_rss_mb=<x>
 """
 
@@ -51,6 +52,13 @@ def main(argv: list[str] | None = None) -> None:
     like_text = _latencies(lambda h: recommender.items_like_text(
         texts[row_of[h[0]]], k=10, exclude=h[:1]), histories)
     rows.append(["items_like_text top-10 (a new product)", args.items, *like_text, None, None])
+    # Products added after training, placed by their text (with_items): each one's own similar
+    # list is ranked by its text, then kept; every call asks about another one (its first).
+    new_ids = [f"new{i}" for i in range(args.calls)]
+    placed = recommender.with_items(new_ids, texts[: args.calls])
+    first = _latencies(lambda h: placed.similar_items(h[0], k=10), [[item] for item in new_ids])
+    rows.append(["similar_items top-10 of a placed product, first request", args.items, *first,
+                 None, None])
     candidates = list(rng.choice(catalogue, 100, replace=False))
     rerank = _latencies(lambda h: recommender.score(h, candidates), histories)
     rows.append(["score 100 candidates", args.items, *rerank, None, None])
