@@ -9,9 +9,8 @@ thread when a catalogue refresh finds other such products or another model is ac
 the new products more room there), the similar and bought-together lists of product pages,
 where a new product counts a measured share of its similarity (``Recommender.with_items``) and
 its own page lists products like its text, and search results for a shopper. Ads keep the
-trained model. Their texts come from the shared embedding cache,
-which the catalogue job fills ahead of need. ``python -m benchmarks.new_products`` measures
-what this is worth.
+trained model. Their texts come from the shared embedding cache, which the catalogue job fills
+ahead of need. ``python -m benchmarks.new_products`` measures what this is worth.
 """
 
 from __future__ import annotations
