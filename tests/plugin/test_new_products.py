@@ -1,5 +1,6 @@
-"""Products added after training enter for-you lists and product pages' lists, placed by their
-text, without retraining; the trained model is left as it was."""
+"""Products added after training enter for-you lists and product pages' lists (search:
+tests/plugin/test_search.py), placed by their text, without retraining; the trained model is left
+as it was."""
 
 from __future__ import annotations
 
