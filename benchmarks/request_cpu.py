@@ -3,8 +3,9 @@
     python -m benchmarks.request_cpu [--requests 2000] [--database shop_recs_bench_serving]
 
 Runs on the database and model that ``python -m benchmarks.serving`` built (run that first).
-Sends GET for-you requests (token auth, ``?limit=8``, spread over 3,000 shoppers with a history)
-through Django's WSGI handler in this process, with no HTTP server and no other load, and adds up
+Sends GET for-you requests (token auth, ``?limit=8``, spread over 3,000 shoppers with a history,
+each list computed in its request: PRECOMPUTE_ACTIVE_DAYS None) through Django's WSGI handler in
+this process, with no HTTP server and no other load, and adds up
 the CPU time of this thread spent in each part of the request: the parts are timed by wrapping
 the functions that do them, and "the rest" is Django, DRF and the middleware around them. The
 serving benchmark's web CPU per request (from /proc, under load, the HTTP server included) is
@@ -42,13 +43,18 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     model = open_serving_database(args)
+    from django.conf import settings
     from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
 
     from benchmarks._report import machine_description, publish
 
     machine = machine_description()
     app = WSGIHandler()
     requests = [f"Token {key}" for key in _tokens(3000)]
+    # Every list computed in its request: the model's path, not a list computed ahead.
+    live = override_settings(SHOP_RECS={**settings.SHOP_RECS, "PRECOMPUTE_ACTIVE_DAYS": None})
+    live.enable()
     first = _get(app, requests[0])
     if b'"source":"model"' not in first.replace(b" ", b""):
         sys.exit(f"The for-you list did not come from the model: {first[:200]!r}")
@@ -109,7 +115,7 @@ def _timed_parts(spent: Counter[str], model: Any) -> Iterator[None]:
         (TokenAuthentication, "authenticate", "token authentication (DRF, host's choice)"),
         (views.RecsAPIView, "list_query", "query string validation"),
         (recommendations, "load_history", "history read (with the purchases)"),
-        (model.recommender, "recommend", "model: top-k for the history"),
+        (type(model.recommender), "recommend_batch", "model: top-k for the history"),
         (recommendations, "apply_rules", "business rules"),
         (recommendations, "fetch_products", "product instances (one query)"),
         (recommendations, "make_click_token", "click tokens"),

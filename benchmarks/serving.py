@@ -12,11 +12,13 @@
    activates it (the first time, encoding the catalogue's texts took about 10 minutes on 2
    cores; the encoder's disk cache keeps them for later runs);
 3. serves the demo with gunicorn on loopback (Redis as the shared cache) and measures, after a
-   warm-up: p50/p99 of ``GET for-you`` (token auth, random shoppers with a history) and of
-   ``GET products/<id>/similar`` at a fixed ``--rate`` (open loop: latency counts from when each
-   request was due), the maximum throughput with wrk (both endpoints mixed; Debian package
-   ``wrk``, said at the start and in the table when it is missing), and p50/p99 of the product
-   page with its two tags;
+   warm-up: p50/p99 of ``GET for-you`` (token auth, random shoppers with a history) at a fixed
+   ``--rate`` (open loop: latency counts from when each request was due), each list computed
+   in its request; then runs the job a model activation starts, which computes the lists of
+   the recently active shoppers ahead (timed, with the Redis memory it takes), and measures
+   ``GET for-you`` again as a shop serves it, and ``GET products/<id>/similar``; the maximum
+   throughput with wrk (both endpoints mixed; Debian package ``wrk``, said at the start and in
+   the table when it is missing), and p50/p99 of the product page with its two tags;
 4. times each product-page tag in-process (similar_products, bought_together: candidates,
    rules, one product query, the queued impression and the template), both tags for one
    request per page;
@@ -29,7 +31,8 @@
    latencies too, and shows only in the CPU time per request).
 
 Prints a table, appends it to BENCHMARKS.md, and ends with
-``RESULT foryou_p99_ms=<x> similar_p99_ms=<x> rps=<x> tag_ms=<x>``.
+``RESULT foryou_p99_ms=<x> similar_p99_ms=<x> rps=<x> tag_ms=<x> foryou_live_p99_ms=<x>``
+(foryou: as served, with the lists computed ahead; foryou_live: each computed in its request).
 Target on a 2-core machine: p99 <= 30 ms at 200 requests/s, <= 5 ms per tag.
 """
 
@@ -58,6 +61,8 @@ HOST = "127.0.0.1"
 # The version's gate reason: a version with it is reused (the ID-only versions that earlier
 # releases trained have another one).
 BENCHMARK_MODEL = "trained by benchmarks.serving in the shop's model shape"
+FORYOU = "GET for-you"
+FORYOU_LIVE = "GET for-you, every list computed in the request"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,15 +137,18 @@ def main(argv: list[str] | None = None) -> None:
         _warm_up(args.port, foryou + similar + pages, workers=args.workers)
         _check_served_by_the_model(args.port, foryou[0])
         results, cpu, windows = {}, {}, {}
-        for name, requests, rate, seconds in (
-            ("GET for-you", foryou, args.rate, args.seconds),
-            ("GET similar", similar, args.rate, args.seconds),
-            ("GET product page (2 tags)", pages, min(args.rate, 50), args.seconds / 2),
-        ):
+
+        def timed(name: str, requests: list, rate: float, seconds: float) -> None:
             before, began = _cpu_ticks(), timezone.now()
             results[name] = open_loop(HOST, args.port, requests, rate=rate, seconds=seconds)
             windows[name] = (began, timezone.now())
             cpu[name] = _cpu_ms_per_request(before, _cpu_ticks(), len(results[name].latencies_ms))
+
+        timed(FORYOU_LIVE, foryou, args.rate, args.seconds)  # before any list is computed ahead
+        ahead = _precompute(tokens)
+        timed(FORYOU, foryou, args.rate, args.seconds)
+        timed("GET similar", similar, args.rate, args.seconds)
+        timed("GET product page (2 tags)", pages, min(args.rate, 50), args.seconds / 2)
         rps = closed_loop_wrk(HOST, args.port, foryou + similar, seconds=int(args.seconds))
     finally:
         server.terminate()  # a graceful stop: each worker writes its queued impressions
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                if args.max_requests else "") + "; Redis "
             "cache; for-you spread over "
             f"{len(tokens)} shoppers with a history (token auth), similar over random products; "
+            f"{ahead}; "
             "every list response also stores its impression event. Latency is measured from "
             "when each request was due (open loop, load generator on the same 2 cores); the "
             "throughput line is wrk with 16 connections. CPU time per request (ms, from "
@@ -204,12 +213,14 @@ def main(argv: list[str] | None = None) -> None:
             "machine shows here; contention that comes and goes during the run does not).",
         ],
     )
-    foryou_p99 = results["GET for-you"].percentile(99)
+    foryou_p99 = results[FORYOU].percentile(99)
+    foryou_live_p99 = results[FORYOU_LIVE].percentile(99)
     similar_p99 = results["GET similar"].percentile(99)
     tag_ms = statistics.median([t for name, times in tags.items() if name.endswith("computed")
                                 for t in times])  # the slower case
     print(f"RESULT foryou_p99_ms={foryou_p99:.2f} similar_p99_ms={similar_p99:.2f} "
-          f"rps={float('nan') if rps is None else rps:.0f} tag_ms={tag_ms:.2f}")
+          f"rps={float('nan') if rps is None else rps:.0f} tag_ms={tag_ms:.2f} "
+          f"foryou_live_p99_ms={foryou_live_p99:.2f}")
 
 
 # --- Setup -------------------------------------------------------------------------------------
@@ -389,6 +400,40 @@ def _warm_up(port: int, requests: list, *, workers: int) -> None:
 
     sample = random.Random(1).sample(requests, min(len(requests), 100 * workers))
     open_loop(HOST, port, sample, rate=50, seconds=len(sample) / 50, threads=4)
+
+
+def _precompute(tokens: list[str]) -> str:
+    """Run the job that a model activation starts (in this process, timed): the for-you lists
+    of the shoppers active in the last PRECOMPUTE_ACTIVE_DAYS days, computed ahead. Says how
+    long it took, what it keeps in Redis, and how many of the timed shoppers it covers."""
+    import redis
+    from django.conf import settings
+    from rest_framework.authtoken.models import Token
+
+    from shop_recs.conf import recs_settings
+    from shop_recs.services import Shopper, precomputed
+    from shop_recs.services.recommendations import _version, active_model, precompute_for_you
+    from shop_recs.services.shopper import load_history
+
+    memory = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+    used_before = memory.info("memory")["used_memory"]
+    began = time.perf_counter()
+    stored = precompute_for_you()
+    seconds = time.perf_counter() - began
+    used = memory.info("memory")["used_memory"] - used_before
+    version = _version(active_model())
+    users = list(Token.objects.filter(key__in=tokens).values_list("user_id", flat=True))
+    found = sum(precomputed.read(shopper, load_history(shopper), version, 1) is not None
+                for shopper in map(Shopper.for_user, users))
+    return (
+        f"the for-you lists of the {stored} shoppers active in the last "
+        f"{recs_settings.PRECOMPUTE_ACTIVE_DAYS} days were computed ahead after the first "
+        f"for-you run (the job a model activation starts, here in the benchmark's process on "
+        f"one thread): {seconds:.0f} s, {used / 2**20:.0f} MB more in Redis; {found} of the "
+        f"{len(users)} timed shoppers have one, the rest compute theirs in the request. "
+        f"'{FORYOU_LIVE}' ran before, every list computed in its request (a shopper with an "
+        "event since the job); the wrk line ran after"
+    )
 
 
 def _check_served_by_the_model(port: int, request: tuple[str, dict[str, str]]) -> None:

@@ -15,7 +15,13 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from .charts import line_chart
-from .jobs import QueueUnavailable, cancel_training, reap_stale_runs, start_training
+from .jobs import (
+    QueueUnavailable,
+    cancel_training,
+    reap_stale_runs,
+    schedule_precompute,
+    start_training,
+)
 from .models import ModelVersion, TrainingRun
 
 RETRAIN_PERM = "shop_recs.retrain_model"
@@ -194,6 +200,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                               f"activated: {exc}", messages.ERROR)
             return
         version.activate()
+        schedule_precompute()
         self.message_user(request, f"{version.label} is now active.", messages.SUCCESS)
 
     def changelist_view(self, request: HttpRequest, extra_context=None):

@@ -17,6 +17,8 @@ as a crash deep inside training or a page. Ids (add new ones at the end):
 - shop_recs.E012  IMPRESSION_FLUSH_SECONDS is not a number of seconds >= 0
 - shop_recs.E013  CO_PURCHASE_COUNT_DELAY is neither None nor a whole number of seconds >= 1
 - shop_recs.E014  NEW_PRODUCT_BOOST is not a number > 0
+- shop_recs.E015  PRECOMPUTE_ACTIVE_DAYS is neither None nor a whole number of days >= 1
+- shop_recs.E016  PRECOMPUTED_SECONDS is not a whole number of seconds >= 1
 - shop_recs.W001  GuestSessionMiddleware missing (or before SessionMiddleware): guest events
                   are not merged into the account at login
 - shop_recs.W002  PrivateResponseMiddleware missing: shop pages with personal lists are not
@@ -63,6 +65,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages += _product_fields(product_model)
     messages += _order_line(product_model)
     messages += _impression_flush() + _co_purchase_delay() + _new_product_boost()
+    messages += _precompute()
     messages += _guest_middleware() + _private_middleware()
     return messages
 
@@ -101,6 +104,29 @@ def _new_product_boost() -> list[CheckMessage]:
              "room in for-you lists.",
         id="shop_recs.E014",
     )]
+
+
+def _precompute() -> list[CheckMessage]:
+    messages = []
+    days = recs_settings.PRECOMPUTE_ACTIVE_DAYS
+    if days is not None and not (isinstance(days, int) and not isinstance(days, bool)
+                                 and days >= 1):
+        messages.append(Error(
+            f"SHOP_RECS['PRECOMPUTE_ACTIVE_DAYS'] must be None or a whole number of days >= 1, "
+            f"not {days!r}.",
+            hint="30 computes the for-you lists of the shoppers active in the last 30 days "
+                 "ahead; None computes every list in its request.",
+            id="shop_recs.E015",
+        ))
+    seconds = recs_settings.PRECOMPUTED_SECONDS
+    if not (isinstance(seconds, int) and not isinstance(seconds, bool) and seconds >= 1):
+        messages.append(Error(
+            f"SHOP_RECS['PRECOMPUTED_SECONDS'] must be a whole number of seconds >= 1, "
+            f"not {seconds!r}.",
+            hint="86400 keeps the lists computed ahead for a day.",
+            id="shop_recs.E016",
+        ))
+    return messages
 
 
 def _unknown_keys() -> list[CheckMessage]:

@@ -98,6 +98,13 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_SECONDS": 300,
     # How many of the shopper's latest events the model reads.
     "HISTORY_LENGTH": 50,
+    # Signed-in shoppers with an event in the last N days get their for-you candidates computed
+    # ahead after each model activation (the shop_recs.precompute_for_you task; a beat entry
+    # may run it more often), so that their next request skips the model unless they have done
+    # something since (services/precomputed.py). None: always computed in the request.
+    "PRECOMPUTE_ACTIVE_DAYS": 30,
+    # Seconds those candidates are kept in the cache.
+    "PRECOMPUTED_SECONDS": 24 * 3600,
     # Seconds each web process keeps its snapshot of available products and their categories
     # before it rebuilds it in a background thread (requests meanwhile use the old one). Lists
     # are re-checked against the database when rendered, so a product that sells out between

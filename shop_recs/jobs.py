@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 TRAIN_TASK = "shop_recs.train"
 COUNT_TASK = "shop_recs.count_co_purchases"
+PRECOMPUTE_TASK = "shop_recs.precompute_for_you"
 _COUNT_DUE = "shop_recs:co_purchase_count_due"  # cache key: a count is already scheduled
 
 
@@ -108,6 +109,26 @@ def _send_count(delay: int) -> None:
             current_app.send_task(COUNT_TASK, countdown=delay, retry=False)
     except Exception as exc:  # kombu's OperationalError and friends; a failed eager count
         logger.warning("shop_recs: the co-purchase count could not be started: %s", exc)
+
+
+def schedule_precompute() -> None:
+    """After a model activation: compute the active shoppers' for-you lists ahead (in-process
+    with eager Celery), once the activation has committed. Never raises: without these lists
+    each request computes its own, as it would anyway."""
+    if not recs_settings.PRECOMPUTE_ACTIVE_DAYS:
+        return
+    transaction.on_commit(_send_precompute)
+
+
+def _send_precompute() -> None:
+    try:
+        task = _task(PRECOMPUTE_TASK)
+        if current_app.conf.task_always_eager and task is not None:
+            task.apply()
+        else:
+            current_app.send_task(PRECOMPUTE_TASK, retry=False)
+    except Exception as exc:  # kombu's OperationalError and friends; a failed eager run
+        logger.warning("shop_recs: the for-you lists could not be computed ahead: %s", exc)
 
 
 def _run_eager(task, run_id: int) -> None:

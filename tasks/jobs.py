@@ -59,3 +59,12 @@ def embed_catalogue() -> int:
     from shop_recs.export import embed_catalogue as embed
 
     return embed()
+
+
+@shared_task(name="shop_recs.precompute_for_you", ignore_result=True)
+def precompute_for_you() -> int:
+    """Compute the for-you lists of the recently active shoppers ahead, for the active model
+    (scheduled by each activation; a beat entry may run it more often)."""
+    from shop_recs.services.recommendations import precompute_for_you as precompute
+
+    return precompute()

@@ -19,6 +19,7 @@ from django.utils import timezone
 from recsys_core.training import Progress, TrainingCancelled
 from shop_recs.conf import recs_settings
 from shop_recs.export import TrainingDataError, export_training_data
+from shop_recs.jobs import schedule_precompute
 from shop_recs.models import TrainingRun
 from shop_recs.registry import (
     load_active_recommender,
@@ -127,6 +128,8 @@ def run_training(run_id: int, task_id: str | None = None) -> str:
         run.refresh_from_db()
         run.finish(Status.SUCCEEDED, message=f"{version.label}: {decision.reason}")
         logger.info("Training run %s done: %s", run_id, decision.reason)
+        if decision.promote:
+            schedule_precompute()
         return "succeeded"
     except TrainingCancelled:
         run.finish(Status.CANCELLED, message="Cancelled by staff; the active model is unchanged.")

@@ -18,6 +18,7 @@ fallback: a page never fails because of the recommender.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import uuid
@@ -28,11 +29,12 @@ from typing import Any
 
 import numpy as np
 from django.db.models import Model
+from django.utils import timezone
 
 from ..adapter import get_adapter
 from ..conf import recs_settings
 from ..serving import LoadedModel, model_holder
-from . import fallbacks
+from . import fallbacks, precomputed
 from .cache import cached
 from .catalog import CatalogSnapshot, catalog, categories_of, fetch_products
 from .copurchase import co_purchase_counts
@@ -47,7 +49,7 @@ from .items import (
 )
 from .new_products import with_new_products
 from .rules import Rules, apply_rules, hides_purchases
-from .shopper import Shopper, load_history
+from .shopper import History, Shopper, active_users, load_history
 from .tokens import ClickData, make_click_token
 
 logger = logging.getLogger(__name__)
@@ -98,37 +100,73 @@ def for_you(
             return _Computed(fallbacks.trending(snapshot, pool)
                              + fallbacks.popular_in(snapshot, category, pool), "popular")
         recent = history.recent_products()
-        if model is not None and known_items(model).intersection(recent):
+        if model is not None and _model_reads(model, history):
             try:
-                scored = model.recommender.recommend(
-                    list(history.product_ids), k=pool, kinds=list(history.kinds),
-                    exclude=seen | purchased, allowed=_allowed(snapshot, model, category),
-                )
+                found = _from_histories(model, [history], pool,
+                                        _allowed(snapshot, model, category),
+                                        hide_purchases=hides_purchases(placement))[0]
             except Exception:
                 logger.exception("shop_recs: model %s failed on a for-you list; using the "
                                  "fallback", model.label)
             else:
-                kinds = history.latest_kind()
-                found = [
-                    Candidate(s.item, s.score, Reason("history", product_id=s.reason_item or "",
-                                                      kind=kinds.get(s.reason_item or "", "")))
-                    for s in scored
-                ]
                 return _Computed(found + fallbacks.trending(snapshot, limit), "model", model.label)
         _log_fallback(placement, model)
         categories = categories_of(recent, snapshot).values()
         return _Computed(fallbacks.for_categories(snapshot, categories, pool), "popular")
 
-    # A personal list is computed every time: its key would change with each of the shopper's
-    # events, so the shared cache rarely had it, and each miss cost two round trips to the
-    # cache, more than the model's answer (measured on the serving benchmark).
-    computed = compute() if history else cached(
-        _key(placement, "anyone", _version(model), category, pool), compute
-    )
+    # A personal list is made for each request (a key of the shopper's events would change with
+    # each of them, so a list cached on the way rarely served twice), unless the job computed it
+    # ahead for exactly this history (precomputed.py).
+    ahead = None
+    if model is not None and category is None:
+        ahead = precomputed.read(shopper, history, _version(model), pool)
+    if ahead is not None:
+        computed = _Computed(ahead + fallbacks.trending(snapshot, limit), "model", model.label)
+    else:
+        computed = compute() if history else cached(
+            _key(placement, "anyone", _version(model), category, pool), compute
+        )
     rules = Rules(placement, shopper, exclude=exclude | seen, purchased=purchased,
                   category=category, max_per_category=recs_settings.MAX_PER_CATEGORY)
     return _assemble(placement, computed, apply_rules(computed.candidates, snapshot, rules), limit,
                      snapshot)
+
+
+def precompute_for_you(batch_size: int = 256) -> int:
+    """Compute the for-you candidates of the signed-in shoppers active in the last
+    PRECOMPUTE_ACTIVE_DAYS days ahead, for the active model (newly activated: this process
+    loads it first), and store them for their next request (precomputed.py). One Transformer
+    pass per `batch_size` shoppers; the candidates are the model's, as a request would make
+    them at the default limit. Returns how many shoppers' candidates were stored."""
+    days = recs_settings.PRECOMPUTE_ACTIVE_DAYS
+    if not days:
+        return 0
+    model_holder.refresh()
+    model = with_new_products(active_model())
+    if model is None:
+        return 0
+    snapshot = catalog.get()
+    allowed = _allowed(snapshot, model, None)
+    pool = _pool(recs_settings.DEFAULT_LIMIT, frozenset())
+    version = _version(model)
+    users = active_users(timezone.now() - dt.timedelta(days=days))
+    stored = 0
+    for start in range(0, len(users), batch_size):
+        shoppers = [Shopper(user_id=user) for user in users[start : start + batch_size]]
+        read = [(shopper, load_history(shopper)) for shopper in shoppers]
+        usable = [(shopper, history) for shopper, history in read
+                  if _model_reads(model, history)]
+        if usable:
+            lists = _from_histories(model, [history for _, history in usable], pool, allowed,
+                                    hide_purchases=hides_purchases(Placement.FOR_YOU))
+            precomputed.store([(shopper, history, found) for (shopper, history), found
+                               in zip(usable, lists, strict=True)], version, pool)
+            stored += len(usable)
+        done = min(start + batch_size, len(users))
+        if done == len(users) or start // batch_size % 20 == 0:
+            logger.info("shop_recs: for-you lists computed ahead: %d of %d shoppers done",
+                        done, len(users))
+    return stored
 
 
 def similar(
@@ -273,6 +311,33 @@ def _text_similar(
     logger.info("shop_recs: product %s is new to model %s; similar products by text", anchor,
                 model.label)
     return found
+
+
+def _model_reads(model: LoadedModel, history: History) -> bool:
+    """Whether the model knows any product of the history (else its list would be popularity)."""
+    return bool(history) and not known_items(model).isdisjoint(history.product_ids)
+
+
+def _from_histories(
+    model: LoadedModel, histories: list[History], pool: int, allowed: np.ndarray, *,
+    hide_purchases: bool,
+) -> list[list[Candidate]]:
+    """The model's `pool` best candidates for each history, each with the history product
+    behind it: one Transformer pass for all of them (a request passes one)."""
+    scored = model.recommender.recommend_batch(
+        [list(h.product_ids) for h in histories], k=pool,
+        kinds=[list(h.kinds) for h in histories],
+        excludes=[frozenset(h.product_ids) | (h.purchased if hide_purchases else frozenset())
+                  for h in histories],
+        allowed=allowed,
+    )
+    lists = []
+    for history, found in zip(histories, scored, strict=True):
+        kinds = history.latest_kind()
+        lists.append([Candidate(s.item, s.score, Reason("history", product_id=s.reason_item or "",
+                                                        kind=kinds.get(s.reason_item or "", "")))
+                      for s in found])
+    return lists
 
 
 def _version(model: LoadedModel | None) -> str:

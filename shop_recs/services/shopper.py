@@ -11,6 +11,7 @@ history (the model does not read them).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -133,6 +134,14 @@ def load_history(shopper: Shopper, length: int | None = None) -> History:
     history = _read_history(shopper, length)
     shopper.reads[length] = (written, history)
     return history
+
+
+def active_users(since: dt.datetime) -> list[Any]:
+    """Primary keys of the signed-in shoppers with a history event since `since`, ascending."""
+    return list(
+        Event.objects.filter(kind__in=HISTORY_KINDS, user__isnull=False, timestamp__gte=since)
+        .exclude(product_id="").order_by("user_id").values_list("user_id", flat=True).distinct()
+    )
 
 
 def _read_history(shopper: Shopper, length: int) -> History:

@@ -4,7 +4,8 @@ shoppers whose browsing is identical still get their own lists (their purchases 
 lists (bought together; similar products for a product the model does not know, here with new
 products left unplaced) are cached once for everyone and personalised after the cache; personal
 for-you lists and the model's similar products (from the neighbours it keeps in each process)
-are not put in the shared cache at all.
+are not put in the shared cache on the way; the signed-in shoppers' for-you lists that the job
+computes ahead are, each under a key of its shopper and history.
 
 Each shopper's list is first computed with no cache at all; then the same requests, interleaved
 over several rounds, go through Redis and must give exactly the same lists.
@@ -21,6 +22,7 @@ from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from shop_recs.services.recommendations import precompute_for_you
 from tests.plugin.recs_fixtures import NEW_TEA, RecsShop, reset_recs_caches
 
 pytestmark = [pytest.mark.services]
@@ -88,6 +90,14 @@ def test_a_shared_redis_cache_keeps_every_shoppers_list_their_own(redis_url, rec
         assert not any(b"shop_recs:for_you" in key for key in cached)
         assert not any(recs_shop.alice.username.encode() in key or b"sessionid" in key
                        for key in cached)
+        # The job a model activation starts puts the signed-in shoppers' lists in Redis ahead:
+        # each still gets exactly their own.
+        with override_settings(CACHES=shared):
+            assert precompute_for_you() == 3
+            for name in ["carol", "bob", "alice", "guest"]:
+                assert lists_of(clients[name]) == expected[name], name
+        ahead = [key for key in server.keys(f"{prefix}:*") if b"shop_recs:for_you_ahead" in key]
+        assert len(ahead) == 3
     finally:
         for key in server.scan_iter(f"{prefix}:*"):
             server.delete(key)

@@ -28,10 +28,11 @@ def broker_down():
     return celery_broker(DEAD_REDIS, broker_connection_timeout=0.5)
 
 
-# (page, what shows that its lists were rendered, whether it reads the cache: personal lists
-# are made fresh, and the purchases of a shopper whose whole history fits the window come with it)
+# (page, what shows that its lists were rendered, whether it reads the cache: a signed-in
+# shopper's for-you list looks for one computed ahead; search is made fresh, and the purchases of
+# a shopper whose whole history fits the window come with it)
 SHOP_PAGES = [
-    ("/", ["Recommended for you", "shop-recs__item"], False),
+    ("/", ["Recommended for you", "shop-recs__item"], True),
     ("/products/12/", ["Similar products", "shop-recs__item"], True),
     ("/search/?q=green+tea", ["Sencha Green Tea", "/recs/click/"], False),
 ]

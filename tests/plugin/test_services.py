@@ -124,7 +124,7 @@ class TestFallbacks:
         def broken(*args, **kwargs):
             raise RuntimeError("scoring exploded")
 
-        monkeypatch.setattr(active_model.recommender, "recommend", broken)
+        monkeypatch.setattr(active_model.recommender, "recommend_batch", broken)
         recs_shop.view(11, 12, user=recs_shop.alice)
         recs = for_you(Shopper.for_user(recs_shop.alice), 3)
         assert recs.source == "popular" and len(recs) == 3
