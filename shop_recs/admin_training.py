@@ -23,6 +23,7 @@ from .jobs import (
     start_training,
 )
 from .models import ModelVersion, TrainingRun
+from .services import precomputed
 
 RETRAIN_PERM = "shop_recs.retrain_model"
 ACTIVATE_PERM = "shop_recs.activate_modelversion"
@@ -212,4 +213,5 @@ class ModelVersionAdmin(admin.ModelAdmin):
         }
         chart = line_chart({k: s for k, s in series.items() if s},
                            title="Held-out NDCG@10 by version", y_label="version id")
-        return super().changelist_view(request, {**(extra_context or {}), "chart": chart})
+        return super().changelist_view(request, {**(extra_context or {}), "chart": chart,
+                                                  "ahead": precomputed.last_job()})

@@ -14,9 +14,11 @@ job's next run.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.core.cache import cache
 
@@ -57,6 +59,37 @@ def store(lists: Iterable[tuple[Shopper, History, list[Candidate]]], version: st
          for shopper, history, found in lists},
         recs_settings.PRECOMPUTED_SECONDS,
     )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """How far the latest job got (the admin's model versions page shows it)."""
+
+    version: str
+    days: int  # PRECOMPUTE_ACTIVE_DAYS
+    shoppers: int  # shoppers active in those days: the job goes through them
+    done: int
+    stored: int
+    started: dt.datetime
+    finished: dt.datetime | None = None
+
+
+def report(status: JobStatus) -> None:
+    """Keep the job's progress where every process can read it; never fails the job."""
+    try:
+        cache.set(_STATUS_KEY, status, recs_settings.PRECOMPUTED_SECONDS)
+    except Exception as exc:
+        logger.warning("shop_recs: cache unavailable (%s); job progress not kept", exc)
+
+
+def last_job() -> JobStatus | None:
+    try:
+        return cache.get(_STATUS_KEY)
+    except Exception:
+        return None
+
+
+_STATUS_KEY = "shop_recs:for_you_ahead_job"
 
 
 def _key(shopper: Shopper, history: History, version: str) -> str:

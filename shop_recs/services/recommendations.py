@@ -6,7 +6,8 @@ Each list is made in three steps:
    fallback when there is no usable model. Lists shared by many requests (bought together, a
    fallback's, a newcomer's) are cached under a key that holds the model version, so a newly
    activated model gives new lists at once; a personal list is made from the live history on
-   every request, and the model's similar products from the neighbours it keeps;
+   every request, or read when a job computed it ahead for exactly that history
+   (``precomputed.py``), and the model's similar products come from the neighbours it keeps;
 2. **rules** (every request, cheap): availability, exclusions, purchases, category, the shop's
    rerank hook, the per-category cap (``rules.py``);
 3. **items** (every request, one query): the host's product instances, re-checked for
@@ -23,7 +24,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -150,6 +151,8 @@ def precompute_for_you(batch_size: int = 256) -> int:
     pool = _pool(recs_settings.DEFAULT_LIMIT, frozenset())
     version = _version(model)
     users = active_users(timezone.now() - dt.timedelta(days=days))
+    status = precomputed.JobStatus(model.label, days, len(users), 0, 0, timezone.now())
+    precomputed.report(status)
     stored = 0
     for start in range(0, len(users), batch_size):
         shoppers = [Shopper(user_id=user) for user in users[start : start + batch_size]]
@@ -166,6 +169,8 @@ def precompute_for_you(batch_size: int = 256) -> int:
         if done == len(users) or start // batch_size % 20 == 0:
             logger.info("shop_recs: for-you lists computed ahead: %d of %d shoppers done",
                         done, len(users))
+            precomputed.report(replace(status, done=done, stored=stored))
+    precomputed.report(replace(status, done=len(users), stored=stored, finished=timezone.now()))
     return stored
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from demo.models import Product
 from recsys_core.inference import Recommender
 from shop_recs.models import Event, ModelVersion
-from shop_recs.services import Shopper, for_you
+from shop_recs.services import Shopper, for_you, precomputed
 from shop_recs.services.recommendations import precompute_for_you
 from shop_recs.serving import LoadedModel
 from tests.plugin.recs_fixtures import TEA, RecsShop, activate
@@ -166,6 +166,22 @@ def test_activating_a_version_in_the_admin_computes_the_lists_ahead(
     calls = count_model_calls(monkeypatch)
     recs = for_you(Shopper.for_user(recs_shop.alice), 3)
     assert recs.source == "model" and recs.model_version == version.label and calls == []
+    page = client.get(reverse("admin:shop_recs_modelversion_changelist")).content.decode()
+    assert (f"For-you lists computed ahead for {version.label}: 1 shopper, of 1 active in the "
+            "last 30 days, finished") in " ".join(page.split())
+
+
+def test_the_jobs_progress_is_kept_for_the_admin(recs_shop, active_model) -> None:
+    recs_shop.view(11, 12, user=recs_shop.alice)
+    recs_shop.view(21, user=recs_shop.bob)
+    Event.objects.filter(user=recs_shop.bob).update(product_id="no-such-product")
+    assert precomputed.last_job() is None
+    before = timezone.now()
+    assert precompute_for_you(batch_size=1) == 1  # bob's history is unknown to the model
+    job = precomputed.last_job()
+    assert (job.version, job.days, job.shoppers, job.done, job.stored) == (
+        active_model.label, 30, 2, 2, 1)
+    assert before <= job.started <= job.finished <= timezone.now()
 
 
 @pytest.mark.parametrize(("key", "value", "check"), [
