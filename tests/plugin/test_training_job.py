@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 
 from shop_recs.models import CoPurchase, ModelVersion, TrainingRun
+from shop_recs.services import precomputed
 from shop_recs.serving import model_holder
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -32,9 +34,11 @@ def train(**parameters) -> TrainingRun:
     return run
 
 
-def test_a_run_trains_activates_and_serves(small_shop) -> None:
+def test_a_run_trains_activates_and_serves(small_shop, django_capture_on_commit_callbacks) -> None:
     CoPurchase.objects.all().delete()  # counted by the import: the run counts them anew
-    run = train()
+    cache.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        run = train()
     assert run.status == Status.SUCCEEDED, run.error
     assert run.progress == 1.0 and run.open_slot is None
     assert run.data_snapshot["events"] > 0 and run.data_snapshot["users"] == 40
@@ -48,6 +52,10 @@ def test_a_run_trains_activates_and_serves(small_shop) -> None:
     recs = loaded.recommender.recommend(history, k=5)
     assert len(recs) == 5 and history[0] not in {r.item for r in recs}
     assert CoPurchase.objects.exists()
+    # The activation computed the shoppers' for-you lists ahead.
+    job = precomputed.last_job()
+    assert job is not None and job.version == version.label and job.finished is not None
+    assert job.shoppers == 40 and 0 < job.stored <= 40
 
 
 def test_a_second_version_must_beat_the_active_one(small_shop) -> None:
