@@ -51,6 +51,15 @@ def code_description() -> str:
     return f"commit {commit} with uncommitted changes to {', '.join(changed)}"
 
 
+def _code_now() -> str:
+    """CODE, and what it became if the code changed while the benchmark ran: a server or a
+    subprocess it started after the change ran the new code, so such a figure is of neither."""
+    now = code_description()
+    if now == CODE:
+        return CODE
+    return f"{CODE}; CHANGED DURING THE RUN to {now}"
+
+
 def _git(*arguments: str) -> str:
     return subprocess.run(["git", *arguments], cwd=REPO_ROOT, capture_output=True, text=True,
                           check=True).stdout
@@ -130,7 +139,7 @@ def publish(
         "",
         f"- command: `{command}`",
         f"- machine: {machine}",
-        f"- code: {CODE}",
+        f"- code: {_code_now()}",
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- peak RSS of the whole run: {peak_rss_mb():.0f} MB",
     ]

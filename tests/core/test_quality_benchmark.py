@@ -72,3 +72,20 @@ def test_the_code_line_names_the_commit_and_what_changed_since(tmp_path, monkeyp
     assert _report.code_description() == (
         f"commit {commit} with uncommitted changes to model.py"
     )
+
+
+def test_a_change_while_the_benchmark_ran_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(_report, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(_report, "BENCHMARKS_FILE", tmp_path / "BENCHMARKS.md")
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "model.py").write_text("a = 1\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    monkeypatch.setattr(_report, "CODE", _report.code_description())  # when it started
+    _report.publish("Unchanged", ["a"], [[1]], machine="m")
+    (tmp_path / "model.py").write_text("a = 2\n")  # edited while it ran
+    _report.publish("Changed", ["a"], [[1]], machine="m")
+    unchanged, changed = (tmp_path / "BENCHMARKS.md").read_text().split("## Changed")
+    assert f"- code: {_report.CODE}\n" in unchanged
+    assert (f"- code: {_report.CODE}; CHANGED DURING THE RUN to {_report.CODE} with uncommitted "
+            "changes to model.py") in changed
