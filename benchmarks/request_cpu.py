@@ -1,15 +1,17 @@
 """Where the CPU time of one GET for-you goes: each part of the request, timed in-process.
 
-    python -m benchmarks.request_cpu [--requests 2000] [--database shop_recs_bench_serving]
+    python -m benchmarks.request_cpu [--requests 2000] [--ahead]
+                                     [--database shop_recs_bench_serving]
 
 Runs on the database and model that ``python -m benchmarks.serving`` built (run that first).
 Sends GET for-you requests (token auth, ``?limit=8``, spread over 3,000 shoppers with a history,
-each list computed in its request: PRECOMPUTE_ACTIVE_DAYS None) through Django's WSGI handler in
-this process, with no HTTP server and no other load, and adds up
-the CPU time of this thread spent in each part of the request: the parts are timed by wrapping
-the functions that do them, and "the rest" is Django, DRF and the middleware around them. The
-serving benchmark's web CPU per request (from /proc, under load, the HTTP server included) is
-higher; this splits it so that the next change goes where the time is.
+each list computed in its request: PRECOMPUTE_ACTIVE_DAYS None; with ``--ahead`` the job
+computes the lists ahead first and the requests read them) through Django's WSGI handler in this
+process, with no HTTP server and no other load, and adds up the CPU time of this thread spent in
+each part of the request: the parts are timed by wrapping the functions that do them, and "the
+rest" is Django, DRF and the middleware around them. The serving benchmark's web CPU per request
+(from /proc, under load, the HTTP server included) is higher; this splits it so that the next
+change goes where the time is.
 
 Prints a table, appends it to BENCHMARKS.md, and ends with ``RESULT cpu_ms=<x>``.
 """
@@ -38,6 +40,9 @@ from benchmarks.serving import _tokens
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="timed requests")
+    parser.add_argument("--ahead", action="store_true",
+                        help="read the lists computed ahead (the job runs first) instead of "
+                             "computing each in its request")
     add_database_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -52,9 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_description()
     app = WSGIHandler()
     requests = [f"Token {key}" for key in _tokens(3000)]
-    # Every list computed in its request: the model's path, not a list computed ahead.
-    live = override_settings(SHOP_RECS={**settings.SHOP_RECS, "PRECOMPUTE_ACTIVE_DAYS": None})
-    live.enable()
+    if args.ahead:
+        from shop_recs.services.recommendations import precompute_for_you
+
+        precompute_for_you()
+    else:  # every list computed in its request: the model's path
+        override_settings(
+            SHOP_RECS={**settings.SHOP_RECS, "PRECOMPUTE_ACTIVE_DAYS": None}).enable()
     first = _get(app, requests[0])
     if b'"source":"model"' not in first.replace(b" ", b""):
         sys.exit(f"The for-you list did not come from the model: {first[:200]!r}")
@@ -79,7 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         notes=[
             f"{args.requests} requests on the serving benchmark's database ({args.database}), "
             f"model {model_description(model)}; token auth, limit 8, over {len(requests)} shoppers "
-            "with a history; Django's WSGI handler in this process, no HTTP server, no other load. "
+            "with a history, "
+            + ("their lists computed ahead by the job (--ahead) where it stored one; "
+               if args.ahead else "each list computed in its request; ")
+            + "Django's WSGI handler in this process, no HTTP server, no other load. "
             "CPU time of this thread (time.thread_time), summed per part over the requests."
         ],
     )
@@ -110,12 +122,14 @@ def _timed_parts(spent: Counter[str], model: Any) -> Iterator[None]:
     import shop_recs.api.views as views
     import shop_recs.services.recommendations as recommendations
     from shop_recs.adapter import get_adapter
+    from shop_recs.services import precomputed
 
     parts = [
         (TokenAuthentication, "authenticate", "token authentication (DRF, host's choice)"),
         (views.RecsAPIView, "list_query", "query string validation"),
         (recommendations, "load_history", "history read (with the purchases)"),
         (type(model.recommender), "recommend_batch", "model: top-k for the history"),
+        (precomputed, "read", "list computed ahead (cache read)"),
         (recommendations, "apply_rules", "business rules"),
         (recommendations, "fetch_products", "product instances (one query)"),
         (recommendations, "make_click_token", "click tokens"),
