@@ -6,8 +6,10 @@ shopper; started by each model activation."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.core.checks import run_checks
@@ -17,6 +19,7 @@ from django.utils import timezone
 
 from demo.models import Product
 from recsys_core.inference import Recommender
+from shop_recs.jobs import PRECOMPUTE_TASK, schedule_precompute
 from shop_recs.models import Event, ModelVersion
 from shop_recs.services import Shopper, for_you, precomputed
 from shop_recs.services.recommendations import precompute_for_you
@@ -194,3 +197,38 @@ def test_bad_precompute_settings_are_reported(key, value, check) -> None:
     with override_settings(SHOP_RECS={**settings.SHOP_RECS, key: value}):
         ids = {message.id for message in run_checks(tags=["shop_recs"])}
     assert check in ids
+
+
+@pytest.fixture
+def not_eager():
+    """Tasks go to a broker (the test replaces send_task), as in production."""
+    saved = current_app.conf["task_always_eager"]
+    current_app.conf.update(task_always_eager=False)
+    yield
+    current_app.conf.update(task_always_eager=saved)
+
+
+def test_with_a_broker_the_job_is_sent_after_the_activation_commits(
+    db, monkeypatch, not_eager, django_capture_on_commit_callbacks
+) -> None:
+    sent = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, **options: sent.append(name))
+    with django_capture_on_commit_callbacks(execute=True):
+        schedule_precompute()
+        assert sent == []  # not before the commit: the worker must find the new version active
+    assert sent == [PRECOMPUTE_TASK]
+    with without_precompute(), django_capture_on_commit_callbacks(execute=True) as scheduled:
+        schedule_precompute()
+    assert scheduled == [] and sent == [PRECOMPUTE_TASK]
+
+
+def test_an_unreachable_broker_is_logged_not_raised(
+    db, monkeypatch, not_eager, caplog, django_capture_on_commit_callbacks
+) -> None:
+    def unreachable(name, **options):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(current_app, "send_task", unreachable)
+    with caplog.at_level(logging.WARNING), django_capture_on_commit_callbacks(execute=True):
+        schedule_precompute()
+    assert "for-you lists could not be computed ahead: broker down" in caplog.text
