@@ -89,7 +89,7 @@ def last_job() -> JobStatus | None:
         return None
 
 
-_STATUS_KEY = "shop_recs:for_you_ahead_job"
+_STATUS_KEY = "shop_recs:precompute_job"
 
 
 def _key(shopper: Shopper, history: History, version: str) -> str:

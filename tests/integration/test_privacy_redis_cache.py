@@ -96,7 +96,7 @@ def test_a_shared_redis_cache_keeps_every_shoppers_list_their_own(redis_url, rec
             assert precompute_for_you() == 3
             for name in ["carol", "bob", "alice", "guest"]:
                 assert lists_of(clients[name]) == expected[name], name
-        ahead = [key for key in server.keys(f"{prefix}:*") if b"shop_recs:for_you_ahead" in key]
+        ahead = [key for key in server.keys(f"{prefix}:*") if b"shop_recs:for_you_ahead:" in key]
         assert len(ahead) == 3
     finally:
         for key in server.scan_iter(f"{prefix}:*"):
