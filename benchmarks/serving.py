@@ -412,7 +412,7 @@ def _precompute(tokens: list[str]) -> str:
 
     from shop_recs.conf import recs_settings
     from shop_recs.services import Shopper, precomputed
-    from shop_recs.services.recommendations import _version, active_model, precompute_for_you
+    from shop_recs.services.recommendations import active_model, precompute_for_you
     from shop_recs.services.shopper import load_history
 
     memory = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
@@ -421,7 +421,7 @@ def _precompute(tokens: list[str]) -> str:
     stored = precompute_for_you()
     seconds = time.perf_counter() - began
     used = memory.info("memory")["used_memory"] - used_before
-    version = _version(active_model())
+    version = active_model().label
     users = list(Token.objects.filter(key__in=tokens).values_list("user_id", flat=True))
     found = sum(precomputed.read(shopper, load_history(shopper), version, 1) is not None
                 for shopper in map(Shopper.for_user, users))

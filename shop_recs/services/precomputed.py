@@ -9,7 +9,8 @@ model's pass over the catalogue); any new event, a purchase or an erased one cha
 so the list is computed live and freshness is as before. The request still applies its rules
 and re-checks availability, so a product sold out since the job is never shown; a product that
 became available since (restocked, new) joins the shopper's list at their next event or the
-job's next run.
+job's next run, and so does a new product placed in the model since (services/new_products.py):
+the key holds the trained version alone, or each placement would leave every list unread.
 """
 
 from __future__ import annotations

@@ -117,10 +117,11 @@ def for_you(
 
     # A personal list is made for each request (a key of the shopper's events would change with
     # each of them, so a list cached on the way rarely served twice), unless the job computed it
-    # ahead for exactly this history (precomputed.py).
+    # ahead for exactly this history (precomputed.py). Keyed by the trained version alone: a
+    # product placed since would otherwise make every list computed ahead unreadable.
     ahead = None
     if model is not None and category is None:
-        ahead = precomputed.read(shopper, history, _version(model), pool)
+        ahead = precomputed.read(shopper, history, model.label, pool)
     if ahead is not None:
         computed = _Computed(ahead + fallbacks.trending(snapshot, limit), "model", model.label)
     else:
@@ -149,7 +150,6 @@ def precompute_for_you(batch_size: int = 256) -> int:
     snapshot = catalog.get()
     allowed = _allowed(snapshot, model, None)
     pool = _pool(recs_settings.DEFAULT_LIMIT, frozenset())
-    version = _version(model)
     users = active_users(timezone.now() - dt.timedelta(days=days))
     status = precomputed.JobStatus(model.label, days, len(users), 0, 0, timezone.now())
     precomputed.report(status)
@@ -163,7 +163,7 @@ def precompute_for_you(batch_size: int = 256) -> int:
             lists = _from_histories(model, [history for _, history in usable], pool, allowed,
                                     hide_purchases=hides_purchases(Placement.FOR_YOU))
             precomputed.store([(shopper, history, found) for (shopper, history), found
-                               in zip(usable, lists, strict=True)], version, pool)
+                               in zip(usable, lists, strict=True)], model.label, pool)
             stored += len(usable)
         done = min(start + batch_size, len(users))
         if done == len(users) or start // batch_size % 20 == 0:

@@ -22,9 +22,10 @@ from recsys_core.inference import Recommender
 from shop_recs.jobs import PRECOMPUTE_TASK, schedule_precompute
 from shop_recs.models import Event, ModelVersion
 from shop_recs.services import Shopper, for_you, precomputed
+from shop_recs.services.new_products import placed_model, with_new_products
 from shop_recs.services.recommendations import precompute_for_you
 from shop_recs.serving import LoadedModel
-from tests.plugin.recs_fixtures import TEA, RecsShop, activate
+from tests.plugin.recs_fixtures import NEW_TEA, TEA, RecsShop, activate
 
 
 def without_precompute():
@@ -110,6 +111,24 @@ def test_a_longer_list_or_a_category_is_computed_live(recs_shop, active_model, m
     calls = len(model_calls)
     recs = for_you(Shopper.for_user(recs_shop.alice), **request_kwargs)
     assert len(model_calls) == calls + 1 and recs.source == "model"
+
+
+def test_a_product_placed_since_the_job_leaves_the_lists_readable(recs_shop, active_model,
+                                                                  model_calls) -> None:
+    """Placing new products changes the model that serves, not the version the lists are of: the
+    new product joins the list at the shopper's next event."""
+    recs_shop.view(*TEA[:4], user=recs_shop.alice)
+    shopper = Shopper.for_user(recs_shop.alice)
+    with override_settings(SHOP_RECS={**settings.SHOP_RECS, "PLACE_NEW_PRODUCTS": False}):
+        precompute_for_you()
+    placed_model.invalidate()
+    assert str(NEW_TEA) in with_new_products(active_model).recommender.item_ids
+    calls = len(model_calls)
+    first = for_you(shopper, 3)
+    assert len(model_calls) == calls and str(NEW_TEA) not in first.product_ids
+    recs_shop.view(TEA[4], user=recs_shop.alice)
+    after = for_you(shopper, 3)
+    assert len(model_calls) == calls + 1 and str(NEW_TEA) in after.product_ids
 
 
 def test_another_model_version_does_not_read_the_lists_of_the_one_before(
