@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from celery import current_app
 from django.contrib.auth.models import User
 
 from demo.models import Category, Order, OrderLine, Product
@@ -17,6 +18,15 @@ from tests.plugin.recs_fixtures import (  # noqa: F401
     recs_shop,
     trained_artifact,
 )
+
+
+@pytest.fixture
+def not_eager():
+    """Tasks go to a broker (the test replaces send_task), as in production."""
+    saved = current_app.conf["task_always_eager"]
+    current_app.conf.update(task_always_eager=False)
+    yield
+    current_app.conf.update(task_always_eager=saved)
 
 
 @dataclass

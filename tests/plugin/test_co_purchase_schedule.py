@@ -29,15 +29,6 @@ def counts(monkeypatch) -> list[int]:
     return made
 
 
-@pytest.fixture
-def not_eager():
-    """Tasks go to a broker (the test replaces send_task), as in production."""
-    saved = current_app.conf["task_always_eager"]
-    current_app.conf.update(task_always_eager=False)
-    yield
-    current_app.conf.update(task_always_eager=saved)
-
-
 def test_a_purchase_reaches_the_counts_without_a_schedule(
     recs_shop: RecsShop, counts, django_capture_on_commit_callbacks
 ) -> None:

@@ -218,15 +218,6 @@ def test_bad_precompute_settings_are_reported(key, value, check) -> None:
     assert check in ids
 
 
-@pytest.fixture
-def not_eager():
-    """Tasks go to a broker (the test replaces send_task), as in production."""
-    saved = current_app.conf["task_always_eager"]
-    current_app.conf.update(task_always_eager=False)
-    yield
-    current_app.conf.update(task_always_eager=saved)
-
-
 def test_with_a_broker_the_job_is_sent_after_the_activation_commits(
     db, monkeypatch, not_eager, django_capture_on_commit_callbacks
 ) -> None:
