@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ Request = tuple[str, dict[str, str]]
 @dataclass
 class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
+    due_s: list[float] = field(default_factory=list)  # when each was due, from the start
     errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -36,6 +38,15 @@ class LoadResult:
             return float("nan")
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+    def tail_seconds(self, q: float = 99) -> Counter[int]:
+        """How many of the slowest ``100 - q`` % of the requests were due in each second of the
+        run: a tail made by stalls (a rebuild, a collection, the machine) falls in a few
+        seconds; one made by a queue that is too long, all over the run."""
+        count = len(self.latencies_ms)
+        slowest = sorted(range(count), key=self.latencies_ms.__getitem__)
+        tail = slowest[count - max(1, round(count * (100 - q) / 100)):] if count else []
+        return Counter(int(self.due_s[i]) for i in tail)
 
     @property
     def achieved_rate(self) -> float:
@@ -67,6 +78,7 @@ def open_loop(host: str, port: int, requests: Sequence[Request], *, rate: float,
             with lock:
                 if problem is None:
                     result.latencies_ms.append(elapsed)
+                    result.due_s.append(scheduled - start)
                 else:
                     result.errors[problem] = result.errors.get(problem, 0) + 1
         connection.close()

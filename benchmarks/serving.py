@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import random
 import shutil
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
          round(r.percentile(50), 2), round(r.percentile(99), 2)]
         for name, r in results.items()
     ]
+    tails = "; ".join(
+        f"{name} {len(seconds)} of {math.ceil(r.seconds)} s, at most {max(seconds.values())} "
+        "in one" for name, r in results.items() if (seconds := r.tail_seconds()))
     split = "; ".join(f"{name}: " + ", ".join(f"{group} {ms:.2f}" for group, ms in groups.items())
                       for name, groups in cpu.items())
     rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
@@ -191,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
             "every list response also stores its impression event. Latency is measured from "
             "when each request was due (open loop, load generator on the same 2 cores); the "
             "throughput line is wrk with 16 connections. CPU time per request (ms, from "
-            f"/proc, by process): {split}. Impressions stored once the server had stopped: "
+            f"/proc, by process): {split}. When the slowest 1% of each workload's requests "
+            f"were due (a tail of stalls falls in a few seconds, a tail of queueing all over "
+            f"the run): {tails}. Impressions stored once the server had stopped: "
             f"{stored} of the {served} lists served while timing (queued in the workers and "
             "written in batches, IMPRESSION_FLUSH_SECONDS). The tag lines render a product page's "
             "two tags for one request each (a guest with a session; the page's lists share one "
