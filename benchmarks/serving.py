@@ -167,8 +167,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, r in results.items()
     ]
     tails = "; ".join(
-        f"{name} {len(seconds)} of {math.ceil(r.seconds)} s, at most {max(seconds.values())} "
-        "in one" for name, r in results.items() if (seconds := r.tail_seconds()))
+        f"{name} {len(seconds)} of {math.ceil(r.seconds)} s ("
+        + ", ".join(f"{count} in s {second}" for second, count in seconds.most_common(3))
+        + ("" if len(seconds) <= 3 else ", ...") + ")"
+        for name, r in results.items() if (seconds := r.tail_seconds()))
     split = "; ".join(f"{name}: " + ", ".join(f"{group} {ms:.2f}" for group, ms in groups.items())
                       for name, groups in cpu.items())
     rows += [[f"tag {name} (in-process)", "", len(times), 0, round(statistics.median(times), 2),
