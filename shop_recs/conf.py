@@ -106,9 +106,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds those candidates are kept in the cache.
     "PRECOMPUTED_SECONDS": 24 * 3600,
     # Seconds each web process keeps its snapshot of available products and their categories
-    # before it rebuilds it in a background thread (requests meanwhile use the old one). Lists
-    # are re-checked against the database when rendered, so a product that sells out between
-    # refreshes is still never shown.
+    # before it checks, in a background thread, whether they changed (one aggregate query; the
+    # snapshot is read again when it did, and every 10 intervals in any case, for category
+    # changes; requests meanwhile use the old one). Lists are re-checked against the database
+    # when rendered, so a product that sells out between refreshes is still never shown.
     "CATALOG_REFRESH_SECONDS": 60,
     # Rank for-you, similar, bought-together and search lists with the products added since the
     # active model was trained placed in it by their text (each web process places them after the
