@@ -22,6 +22,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.storage import default_storage
+from django.core.management.color import no_style
+from django.db import connection
 from django.utils import timezone
 
 from demo.models import Category, Product
@@ -167,6 +169,7 @@ def recs_shop(db) -> RecsShop:
         pk=SOLD_OUT_KETTLE, title="Sold-out Kettle", category=categories["kettles"],
         price=Decimal("20"), stock=0,
     )
+    _reset_sequences(Category, Product)  # products a test adds get ids after these
     shop = RecsShop(
         categories=categories, products=products,
         alice=User.objects.create_user("alice", password="alice-pw"),
@@ -175,6 +178,15 @@ def recs_shop(db) -> RecsShop:
     )
     yield shop
     reset_recs_caches()
+
+
+def _reset_sequences(*models: type) -> None:
+    """Move the id sequences past the ids given explicitly (PostgreSQL: else a product a test
+    creates may get one of them, depending on how many earlier tests created)."""
+    statements = connection.ops.sequence_reset_sql(no_style(), models)
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
 
 
 def activate(artifact: Path, metrics: dict) -> ModelVersion:
