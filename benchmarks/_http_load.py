@@ -8,6 +8,7 @@ throughput with wrk (Debian package ``wrk``) and a Lua script that picks a rando
 
 from __future__ import annotations
 
+import gc
 import http.client
 import queue
 import random
@@ -55,13 +56,18 @@ class LoadResult:
 
 def open_loop(host: str, port: int, requests: Sequence[Request], *, rate: float,
               seconds: float, threads: int = 32, seed: int = 0) -> LoadResult:
-    """GET random ``requests`` at ``rate`` per second for ``seconds``; non-2xx count as errors."""
+    """GET random ``requests`` at ``rate`` per second for ``seconds``; non-2xx count as errors.
+
+    What the calling process holds is frozen for the garbage collector while it runs: a full
+    collection over a benchmark's objects (a Django shop, a model, a job just run in-process)
+    stops this process's threads for a few hundred milliseconds, and every request due
+    meanwhile would count it as the server's latency."""
     rng = random.Random(seed)
     due: queue.Queue[tuple[float, Request] | None] = queue.Queue()
     result = LoadResult()
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(start: float) -> None:
         connection = http.client.HTTPConnection(host, port, timeout=30)
         while (job := due.get()) is not None:
             scheduled, (path, headers) = job
@@ -83,22 +89,27 @@ def open_loop(host: str, port: int, requests: Sequence[Request], *, rate: float,
                     result.errors[problem] = result.errors.get(problem, 0) + 1
         connection.close()
 
-    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    start = time.perf_counter()
-    total = int(rate * seconds)
-    for i in range(total):
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        due.put((scheduled, rng.choice(requests)))
-    for _ in pool:
-        due.put(None)
-    for thread in pool:
-        thread.join()
-    result.seconds = time.perf_counter() - start
+    gc.collect()
+    gc.freeze()
+    try:
+        start = time.perf_counter()
+        pool = [threading.Thread(target=worker, args=(start,), daemon=True)
+                for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for i in range(int(rate * seconds)):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            due.put((scheduled, rng.choice(requests)))
+        for _ in pool:
+            due.put(None)
+        for thread in pool:
+            thread.join()
+        result.seconds = time.perf_counter() - start
+    finally:
+        gc.unfreeze()
     return result
 
 

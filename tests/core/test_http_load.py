@@ -1,5 +1,6 @@
 """The serving benchmark's load generator: when the slowest requests were due."""
 
+import gc
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,8 +21,11 @@ def test_tail_seconds_counts_the_requests_over_the_percentile_by_second() -> Non
     assert LoadResult().tail_seconds() == {}
 
 
-class _Slow(BaseHTTPRequestHandler):
+class _Ok(BaseHTTPRequestHandler):
+    frozen_while_serving: list[int] = []
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.frozen_while_serving.append(gc.get_freeze_count())
         body = b"ok"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -32,8 +36,11 @@ class _Slow(BaseHTTPRequestHandler):
         pass
 
 
-def test_open_loop_records_when_each_request_was_due() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+def test_open_loop_records_when_each_request_was_due_with_the_collector_frozen() -> None:
+    """The process's objects are frozen while it sends (a full collection would stall the
+    sender and count as the server's latency), and unfrozen after."""
+    frozen_before = gc.get_freeze_count()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -44,3 +51,6 @@ def test_open_loop_records_when_each_request_was_due() -> None:
     assert result.errors == {}
     assert len(result.due_s) == len(result.latencies_ms) == 20
     assert sorted(result.due_s) == pytest.approx([i / 40 for i in range(20)])
+    assert len(_Ok.frozen_while_serving) == 20
+    assert min(_Ok.frozen_while_serving) > frozen_before
+    assert gc.get_freeze_count() == frozen_before
