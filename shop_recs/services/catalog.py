@@ -84,8 +84,7 @@ def available_fingerprint() -> tuple[Any, ...]:
     their count, and the sum of their ids where ids are integers (else their smallest and
     largest). Counted by the database, so the web process's interpreter is free meanwhile."""
     queryset = get_adapter().available_products().order_by()
-    model = queryset.model
-    if isinstance(model._meta.pk, models.AutoField | models.BigAutoField | models.IntegerField):
+    if isinstance(queryset.model._meta.pk, models.IntegerField):  # auto fields are ones too
         found = queryset.aggregate(count=models.Count("pk"), total=models.Sum("pk"))
     else:
         found = queryset.aggregate(count=models.Count("pk"), low=models.Min("pk"),
