@@ -6,7 +6,7 @@ in memory, checked in the background every CATALOG_REFRESH_SECONDS (``refreshed.
 check is one aggregate query (how many products are available, and their ids' sum or range):
 while it finds the same, the snapshot is kept as it is, and with it what requests derived from
 it (the model's availability masks, the new products' placement). Building it again reads every
-available product (50,000 in 55-75 ms of a web process's CPU, which its requests wait for while
+available product (50,000 in 48-82 ms: ``benchmarks.serving``; its requests wait for it while
 the rebuild thread holds the interpreter lock), so it is done only when the check sees a change,
 or once the snapshot is FULL_REBUILD_INTERVALS refresh intervals old, for what the check cannot
 see (a product moved to another category, a category renamed). The snapshot only narrows

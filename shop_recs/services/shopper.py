@@ -197,8 +197,8 @@ def _history_sql(database: str, *, guest: bool) -> str:
     # column can serve it: with statistics taken while every event had a user (a shop's first
     # days, an import of signed-in history), the planner estimated it at one row and read every
     # guest event in the table through that index instead of the session's few (the serving
-    # benchmark's product page: 4 ms of PostgreSQL per read at 11,000 guest events, growing
-    # with them until the next ANALYZE).
+    # benchmark's first run, at 11,000 guest events: 5.16 ms of PostgreSQL per product page,
+    # 2.7-4.0 ms with this; growing with the guest events until the next ANALYZE).
     who = (f"{column('session_key')} = %s "
            f"AND CASE WHEN {column('user')} IS NULL THEN 1 ELSE 0 END = 1" if guest
            else f"{column('user')} = %s")

@@ -39,6 +39,7 @@ class _Ok(BaseHTTPRequestHandler):
 def test_open_loop_records_when_each_request_was_due_with_the_collector_frozen() -> None:
     """The process's objects are frozen while it sends (a full collection would stall the
     sender and count as the server's latency), and unfrozen after."""
+    _Ok.frozen_while_serving = []
     frozen_before = gc.get_freeze_count()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
