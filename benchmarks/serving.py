@@ -417,12 +417,9 @@ def _precompute(tokens: list[str]) -> str:
     long it took, what it keeps in Redis, and how many of the timed shoppers it covers."""
     import redis
     from django.conf import settings
-    from rest_framework.authtoken.models import Token
 
     from shop_recs.conf import recs_settings
-    from shop_recs.services import Shopper, precomputed
-    from shop_recs.services.recommendations import active_model, precompute_for_you
-    from shop_recs.services.shopper import load_history
+    from shop_recs.services.recommendations import precompute_for_you
 
     memory = redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
     used_before = memory.info("memory")["used_memory"]
@@ -430,19 +427,32 @@ def _precompute(tokens: list[str]) -> str:
     stored = precompute_for_you()
     seconds = time.perf_counter() - began
     used = memory.info("memory")["used_memory"] - used_before
-    version = active_model().label
-    users = list(Token.objects.filter(key__in=tokens).values_list("user_id", flat=True))
-    found = sum(precomputed.read(shopper, load_history(shopper), version, 1) is not None
-                for shopper in map(Shopper.for_user, users))
+    found, users = count_lists_ahead(tokens)
     return (
         f"the for-you lists of the {stored} shoppers active in the last "
         f"{recs_settings.PRECOMPUTE_ACTIVE_DAYS} days were computed ahead after the first "
         f"for-you run (the job a model activation starts, here in the benchmark's process on "
         f"one thread): {seconds:.0f} s, {used / 2**20:.0f} MB more in Redis; {found} of the "
-        f"{len(users)} timed shoppers have one, the rest compute theirs in the request. "
+        f"{users} timed shoppers have one, the rest compute theirs in the request. "
         f"'{FORYOU_LIVE}' ran before, every list computed in its request (a shopper with an "
         "event since the job); the wrk line ran after"
     )
+
+
+def count_lists_ahead(tokens: list[str]) -> tuple[int, int]:
+    """(how many of these shoppers have a for-you list computed ahead for their history, how
+    many shoppers)."""
+    from rest_framework.authtoken.models import Token
+
+    from shop_recs.services import Shopper, precomputed
+    from shop_recs.services.recommendations import active_model
+    from shop_recs.services.shopper import load_history
+
+    version = active_model().label
+    users = list(Token.objects.filter(key__in=tokens).values_list("user_id", flat=True))
+    found = sum(precomputed.read(shopper, load_history(shopper), version, 1) is not None
+                for shopper in map(Shopper.for_user, users))
+    return found, len(users)
 
 
 def _check_served_by_the_model(port: int, request: tuple[str, dict[str, str]]) -> None:

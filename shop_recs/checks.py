@@ -64,21 +64,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if product_model is not None:
         messages += _product_fields(product_model)
     messages += _order_line(product_model)
-    messages += _impression_flush() + _co_purchase_delay() + _new_product_boost()
+    messages += _seconds(
+        "IMPRESSION_FLUSH_SECONDS", "shop_recs.E012",
+        hint="1.0 writes impressions in a batch every second; 0 writes each in its request.")
+    messages += _seconds(
+        "KEEP_FRESH_SECONDS", "shop_recs.E017",
+        hint="3600 keeps a process's catalogue snapshot and rankings rebuilt on time for an "
+             "hour after their last use; 0 rebuilds them when a request finds them too old.")
+    messages += _co_purchase_delay() + _new_product_boost()
     messages += _precompute()
     messages += _guest_middleware() + _private_middleware()
     return messages
 
 
-def _impression_flush() -> list[CheckMessage]:
-    value = recs_settings.IMPRESSION_FLUSH_SECONDS
+def _seconds(name: str, check_id: str, *, hint: str) -> list[CheckMessage]:
+    value = getattr(recs_settings, name)
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return []
-    return [Error(
-        f"SHOP_RECS['IMPRESSION_FLUSH_SECONDS'] must be a number of seconds >= 0, not {value!r}.",
-        hint="1.0 writes impressions in a batch every second; 0 writes each in its request.",
-        id="shop_recs.E012",
-    )]
+    return [Error(f"SHOP_RECS['{name}'] must be a number of seconds >= 0, not {value!r}.",
+                  hint=hint, id=check_id)]
 
 
 def _co_purchase_delay() -> list[CheckMessage]:

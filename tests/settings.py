@@ -12,6 +12,9 @@ SHOP_RECS = {
     # Off: each model load would collect the whole test process (tests/plugin/test_model_swap.py
     # turns it on where it is tested).
     "SERVING_GC_FREEZE": False,
+    # Off: a value kept fresh by its timer would be rebuilt from the database in the middle of a
+    # later test (tests/plugin/test_refreshed.py turns it on where it is tested).
+    "KEEP_FRESH_SECONDS": 0,
     "LOCAL_CACHE_DIR": str(Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-cache"),
 }
 MEDIA_ROOT = Path(os.environ.get("SHOP_RECS_VAR_DIR", VAR_DIR)) / "test-media"

@@ -114,15 +114,21 @@ def test_bad_select_related(relations: Any, expected: str) -> None:
     assert expected in message.msg
 
 
+SECONDS_SETTINGS = [("IMPRESSION_FLUSH_SECONDS", "shop_recs.E012"),
+                    ("KEEP_FRESH_SECONDS", "shop_recs.E017")]
+
+
 @pytest.mark.parametrize("value", [-1, "1", None, True])
-def test_bad_impression_flush_seconds(value: Any) -> None:
-    message = only(shop_recs_messages(IMPRESSION_FLUSH_SECONDS=value), "shop_recs.E012")
-    assert repr(value) in message.msg
+@pytest.mark.parametrize(("setting", "check_id"), SECONDS_SETTINGS)
+def test_bad_seconds(setting: str, check_id: str, value: Any) -> None:
+    message = only(shop_recs_messages(**{setting: value}), check_id)
+    assert setting in message.msg and repr(value) in message.msg
 
 
 @pytest.mark.parametrize("value", [0, 2, 0.5])
-def test_impression_flush_seconds_passes(value: float) -> None:
-    assert shop_recs_messages(IMPRESSION_FLUSH_SECONDS=value) == []
+@pytest.mark.parametrize(("setting", "check_id"), SECONDS_SETTINGS)
+def test_seconds_pass(setting: str, check_id: str, value: float) -> None:
+    assert shop_recs_messages(**{setting: value}) == []
 
 
 @pytest.mark.parametrize("value", [0, -5, 1.5, "600", True])

@@ -127,6 +127,76 @@ def test_a_forked_child_can_rebuild_although_its_parent_was_rebuilding() -> None
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@pytest.fixture
+def kept_fresh(settings):
+    """Values kept fresh by their timers (off in the test settings); invalidated at the end,
+    which stops their timers."""
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "KEEP_FRESH_SECONDS": 60}
+    values: list[Refreshed] = []
+    yield values
+    for value in values:
+        value.invalidate()
+        while value._rebuilding:
+            time.sleep(0.01)
+
+
+def test_a_value_in_use_is_rebuilt_on_time_with_no_caller(kept_fresh) -> None:
+    build = Builds()
+    value = Refreshed(build, lambda: 0.2, "test value")
+    kept_fresh.append(value)
+    assert value.get() == 1
+    deadline = time.monotonic() + WAIT
+    while value.current == 1 and time.monotonic() < deadline:  # `current` starts nothing
+        time.sleep(0.01)
+    assert value.current >= 2  # rebuilt by its timer: the next caller finds it fresh
+
+
+def test_a_value_unread_for_long_is_left_to_its_next_caller(kept_fresh, settings) -> None:
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "KEEP_FRESH_SECONDS": 0.05}
+    build = Builds()
+    value = Refreshed(build, lambda: 0.2, "test value")
+    kept_fresh.append(value)
+    assert value.get() == 1
+    time.sleep(0.6)  # the timer fired, long after the last read: no rebuild
+    assert build.calls == 1 and value.current == 1
+    assert value.get() == 1  # too old: this caller starts the rebuild
+    assert settled(value, 2)
+
+
+def test_an_invalidated_value_has_no_timer(kept_fresh) -> None:
+    build = Builds()
+    value = Refreshed(build, lambda: 0.2, "test value")
+    kept_fresh.append(value)
+    assert value.get() == 1
+    value.invalidate()
+    time.sleep(0.6)
+    assert build.calls == 1 and value.current is None
+
+
+def test_without_keep_fresh_only_a_caller_starts_a_rebuild() -> None:  # the test settings' 0
+    build = Builds()
+    value = Refreshed(build, lambda: 0.2, "test value")
+    assert value.get() == 1
+    time.sleep(0.6)
+    assert build.calls == 1
+    assert value.get() == 1 and settled(value, 2)
+
+
+def test_the_catalogue_snapshot_is_kept_fresh_while_no_request_comes(transactional_db, shop,
+                                                                     settings,
+                                                                     kept_fresh) -> None:
+    settings.SHOP_RECS = {**settings.SHOP_RECS, "CATALOG_REFRESH_SECONDS": 0.2}
+    kept_fresh.append(catalog)
+    tea = str(shop.green_tea.pk)
+    assert tea in catalog.get().available
+    shop.green_tea.active = False
+    shop.green_tea.save()
+    deadline = time.monotonic() + WAIT
+    while tea in catalog.current.available and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert tea not in catalog.current.available  # the first request after the pause has it
+
+
 def test_the_catalogue_snapshot_is_rebuilt_from_the_database_in_a_thread(transactional_db, shop,
                                                                           settings) -> None:
     settings.SHOP_RECS = {**settings.SHOP_RECS, "CATALOG_REFRESH_SECONDS": 0}
