@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     speed_before = _reference_ms()
     tokens = _tokens(10_000)
     foryou = [("/recs/api/for-you/?limit=8", {"Authorization": f"Token {t}"}) for t in tokens]
-    found, users = count_lists_ahead(tokens)
+    ahead, users = count_lists_ahead(tokens)
     keep_fresh = f"KEEP_FRESH_SECONDS {recs_settings.KEEP_FRESH_SECONDS:g} (as set)"
     runs: dict[str, list[dict[str, Any]]] = {keep_fresh: [], WITHOUT: []}
     for _ in range(args.repeats):
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.pause:.0f} s with no request, each followed by GET for-you at "
             f"{args.rate:.0f}/s for {args.seconds:.0f} s (open loop, latency from when each "
             f"request was due; p50/p99: medians over the pauses); the settings in turns, "
-            f"{args.repeats} server(s) each. {found} of the {users} shoppers the requests are "
+            f"{args.repeats} server(s) each. {ahead} of the {users} shoppers the requests are "
             "spread over had a for-you list computed ahead (by the serving benchmark's job), the "
             "rest computed theirs in the request. The machine's speed at rest (a fixed "
             f"Python job, median of 11): {speed_before:.0f} ms before, {speed_after:.0f} ms "
