@@ -96,8 +96,11 @@ class Refreshed(Generic[T]):
             self._rebuilding.start()
 
     def _rebuild(self, generation: int) -> None:
+        began = time.perf_counter()
         try:
             value: T | None = self._build()
+            logger.debug("shop_recs: rebuilt the %s in %.0f ms", self.name,
+                         (time.perf_counter() - began) * 1000)
         except Exception:
             logger.exception("shop_recs: rebuilding the %s failed; keeping the old one", self.name)
             value = None
