@@ -111,11 +111,11 @@ DEFAULTS: dict[str, Any] = {
     # changes; requests meanwhile use the old one). Lists are re-checked against the database
     # when rendered, so a product that sells out between refreshes is still never shown.
     "CATALOG_REFRESH_SECONDS": 60,
-    # Each process rebuilds its catalogue snapshot, popularity rankings and search index in the
-    # background when their interval is up, while it has used them in the last N seconds, so
-    # that the first requests after a quiet spell do not start those rebuilds all at once (a
-    # stall: README "Serving"); after a longer pause, or with 0, the first request to find one
-    # too old starts its rebuild, in the background too.
+    # Each process rebuilds what it refreshes (catalogue snapshot, new products' placement,
+    # popularity rankings, search index) in the background on a timer when its interval is up,
+    # while it has used it in the last N seconds, so that the first requests after a quiet spell
+    # do not start those rebuilds all at once (a stall: README "Serving"); after a longer pause,
+    # or with 0, the first request to find one too old starts its rebuild, in the background.
     "KEEP_FRESH_SECONDS": 3600,
     # Rank for-you, similar, bought-together and search lists with the products added since the
     # active model was trained placed in it by their text (each web process places them after the

@@ -117,7 +117,7 @@ class Refreshed(Generic[T]):
 
     def _schedule(self) -> None:
         """Start the timer of the next rebuild (under the lock): an interval from now, a little
-        earlier at random. None with an interval of 0 (every caller starts a rebuild) or with
+        earlier at random. No timer for an interval of 0 (every caller starts a rebuild) or with
         KEEP_FRESH_SECONDS at 0."""
         self._cancel_timer()
         interval = self._max_age()
